@@ -1,0 +1,105 @@
+"""The ``kubetask`` console script.
+
+``dev`` runs the whole product on a laptop (simulated cluster, operator, API);
+``operator`` and ``api`` run one part against a real cluster; ``sim`` runs only
+the simulated cluster; ``tasks``/``templates``/``queue`` are the client CLI.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from pathlib import Path
+
+
+def _add_kube_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--kubeconfig", default=None,
+                        help="kubeconfig path (default: in-cluster, then $KUBECONFIG, then ~/.kube/config)")
+    parser.add_argument("--context", default=None, help="kubeconfig context")
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="kubetask", description=__doc__)
+    parser.add_argument("--log-level", default=os.environ.get("KUBETASK_LOG_LEVEL", "INFO"))
+    parser.add_argument("--log-format", choices=["text", "json"],
+                        default=os.environ.get("KUBETASK_LOG_FORMAT", "text"))
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    dev = commands.add_parser("dev", help="simulated cluster + operator + REST API, all on this machine")
+    dev.add_argument("--host", default="127.0.0.1", help="address of the REST API")
+    dev.add_argument("--port", type=int, default=8000, help="port of the REST API")
+    dev.add_argument("--sim-port", type=int, default=0, help="port of the simulated apiserver (0: any free)")
+    dev.add_argument("--kubeconfig-out", type=Path, default=None,
+                     help="where to write the simulated cluster's kubeconfig "
+                          "(default: ~/.cache/kubetask/dev-kubeconfig.yaml)")
+    dev.add_argument("--alice-key", default=os.environ.get("KUBETASK_DEV_ALICE_KEY", "dev-alice-key"))
+    dev.add_argument("--bob-key", default=os.environ.get("KUBETASK_DEV_BOB_KEY", "dev-bob-key"))
+    dev.add_argument("--admin-key", default=os.environ.get("KUBETASK_DEV_ADMIN_KEY", "dev-admin-key"))
+    dev.add_argument("--no-webhook", action="store_true", help="run without the admission webhook")
+
+    sim = commands.add_parser("sim", help="only the simulated cluster (for running operator/api/e2e against it)")
+    sim.add_argument("--port", type=int, default=0)
+    sim.add_argument("--kubeconfig-out", type=Path, default=None)
+
+    op = commands.add_parser("operator", help="run the Kopf operator against a cluster")
+    _add_kube_args(op)
+    op.add_argument("--namespace", "-n", action="append", default=None,
+                    help="watch only this namespace (repeatable; default: cluster-wide)")
+    op.add_argument("--webhook-host", default=None,
+                    help="host the apiserver uses to reach the webhook (out-of-cluster: 127.0.0.1)")
+    op.add_argument("--webhook-port", type=int, default=None)
+    op.add_argument("--no-webhook", action="store_true", help="do not serve the admission webhook")
+    op.add_argument("--no-leader-election", action="store_true")
+
+    api = commands.add_parser("api", help="run the REST API against a cluster")
+    _add_kube_args(api)
+    api.add_argument("--host", default=None)
+    api.add_argument("--port", type=int, default=None)
+
+    try:
+        from kubetask.sdk.cli import register
+    except ImportError:  # the client CLI is optional in slim builds
+        pass
+    else:
+        register(commands)
+    return parser
+
+
+def _configure_logging(level: str, fmt: str) -> None:
+    from kubetask.logs import configure_logging
+
+    configure_logging(level, fmt)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _build_parser()
+    args = parser.parse_args(argv)
+    if args.command in ("dev", "sim", "operator", "api"):
+        _configure_logging(args.log_level, args.log_format)
+    if args.command == "dev":
+        from kubetask.dev import run_dev
+
+        return run_dev(args)
+    if args.command == "sim":
+        from kubetask.dev import run_sim
+
+        return run_sim(args)
+    if args.command == "operator":
+        from kubetask.dev import run_operator_command
+
+        return run_operator_command(args)
+    if args.command == "api":
+        from kubetask.dev import run_api_command
+
+        return run_api_command(args)
+    handler = getattr(args, "handler", None)
+    if handler is None:
+        parser.print_help()
+        return 2
+    return int(handler(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,340 @@
+"""The one Kubernetes client layer shared by the operator and the API.
+
+It rides on ``kubernetes_asyncio`` for what a kept library does best (kubeconfig
+and in-cluster loading, TLS, token refresh, the aiohttp session) and speaks
+plain dicts on the wire: kubetask's objects are custom resources, and the
+generated model classes would only add conversions.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
+from typing import Any, Literal, cast
+
+import aiohttp
+from kubernetes_asyncio import client as k8s_client
+from kubernetes_asyncio import config as k8s_config
+
+from kubetask import GROUP, VERSION
+
+log = logging.getLogger(__name__)
+
+Obj = dict[str, Any]
+PatchType = Literal["merge", "json", "strategic"]
+_PATCH_CONTENT_TYPES: dict[str, str] = {
+    "merge": "application/merge-patch+json",
+    "json": "application/json-patch+json",
+    "strategic": "application/strategic-merge-patch+json",
+}
+
+
+@dataclass(frozen=True)
+class Resource:
+    """An API resource: where its objects live in the REST path space."""
+
+    group: str
+    version: str
+    plural: str
+    kind: str
+    namespaced: bool = True
+
+    @property
+    def api_version(self) -> str:
+        return f"{self.group}/{self.version}" if self.group else self.version
+
+    def path(self, namespace: str | None = None, name: str | None = None, subresource: str | None = None) -> str:
+        base = f"/apis/{self.group}/{self.version}" if self.group else f"/api/{self.version}"
+        if self.namespaced and namespace:
+            base += f"/namespaces/{namespace}"
+        base += f"/{self.plural}"
+        if name:
+            base += f"/{name}"
+            if subresource:
+                base += f"/{subresource}"
+        return base
+
+
+TASKS = Resource(GROUP, VERSION, "tasks", "Task")
+TASK_TEMPLATES = Resource(GROUP, VERSION, "tasktemplates", "TaskTemplate", namespaced=False)
+TENANTS = Resource(GROUP, VERSION, "tenants", "Tenant", namespaced=False)
+JOBS = Resource("batch", "v1", "jobs", "Job")
+PODS = Resource("", "v1", "pods", "Pod")
+CONFIGMAPS = Resource("", "v1", "configmaps", "ConfigMap")
+SECRETS = Resource("", "v1", "secrets", "Secret")
+EVENTS = Resource("", "v1", "events", "Event")
+NODES = Resource("", "v1", "nodes", "Node", namespaced=False)
+NAMESPACES = Resource("", "v1", "namespaces", "Namespace", namespaced=False)
+RESOURCE_QUOTAS = Resource("", "v1", "resourcequotas", "ResourceQuota")
+LIMIT_RANGES = Resource("", "v1", "limitranges", "LimitRange")
+SERVICE_ACCOUNTS = Resource("", "v1", "serviceaccounts", "ServiceAccount")
+ROLES = Resource("rbac.authorization.k8s.io", "v1", "roles", "Role")
+ROLE_BINDINGS = Resource("rbac.authorization.k8s.io", "v1", "rolebindings", "RoleBinding")
+LEASES = Resource("coordination.k8s.io", "v1", "leases", "Lease")
+TOKEN_REVIEWS = Resource("authentication.k8s.io", "v1", "tokenreviews", "TokenReview", namespaced=False)
+CRDS = Resource("apiextensions.k8s.io", "v1", "customresourcedefinitions", "CustomResourceDefinition", False)
+
+
+class ApiError(Exception):
+    """A non-2xx answer from the apiserver, carrying its ``Status`` object."""
+
+    def __init__(self, status: int, body: Mapping[str, Any] | str) -> None:
+        self.status = status
+        self.body: Mapping[str, Any] = body if isinstance(body, Mapping) else {"message": body}
+        self.reason: str = str(self.body.get("reason", ""))
+        self.message: str = str(self.body.get("message", body))
+        super().__init__(f"{status} {self.reason}: {self.message}")
+
+    @property
+    def not_found(self) -> bool:
+        return self.status == 404
+
+    @property
+    def conflict(self) -> bool:
+        return self.status == 409
+
+    @property
+    def already_exists(self) -> bool:
+        return self.status == 409 and self.reason == "AlreadyExists"
+
+    @property
+    def gone(self) -> bool:
+        return self.status == 410
+
+    @property
+    def retryable(self) -> bool:
+        return self.status in (409, 429, 500, 502, 503, 504) and not self.already_exists
+
+
+class KubeClient:
+    """Async dict-in/dict-out access to the apiserver."""
+
+    def __init__(self, api_client: k8s_client.ApiClient) -> None:
+        self._api = api_client
+
+    @classmethod
+    async def connect(cls, kubeconfig: str | None = None, context: str | None = None) -> KubeClient:
+        """Load in-cluster config, else the kubeconfig (explicit path, ``$KUBECONFIG``, ``~/.kube/config``)."""
+        configuration = k8s_client.Configuration()
+        if kubeconfig is None:
+            try:
+                k8s_config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
+                return cls(k8s_client.ApiClient(configuration))
+            except k8s_config.ConfigException:
+                pass
+        await k8s_config.load_kube_config(
+            config_file=kubeconfig, context=context, client_configuration=configuration
+        )
+        return cls(k8s_client.ApiClient(configuration))
+
+    @property
+    def host(self) -> str:
+        return str(self._api.configuration.host)
+
+    async def close(self) -> None:
+        await self._api.close()
+
+    async def __aenter__(self) -> KubeClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def _send(
+        self,
+        method: str,
+        path: str,
+        *,
+        query: Mapping[str, Any] | None = None,
+        body: Any = None,
+        content_type: str = "application/json",
+        timeout: float | aiohttp.ClientTimeout | None = None,
+    ) -> aiohttp.ClientResponse:
+        params = [(k, str(v).lower() if isinstance(v, bool) else v) for k, v in (query or {}).items()
+                  if v is not None]
+        response = await self._api.call_api(
+            path,
+            method,
+            query_params=params,
+            header_params={"Content-Type": content_type, "Accept": "application/json"},
+            body=body,
+            auth_settings=["BearerToken"],
+            _preload_content=False,
+            _request_timeout=timeout,
+        )
+        return cast(aiohttp.ClientResponse, response)
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        query: Mapping[str, Any] | None = None,
+        body: Any = None,
+        content_type: str = "application/json",
+        timeout: float | None = None,
+    ) -> Any:
+        """One request; returns the decoded JSON body or raises :class:`ApiError`."""
+        response = await self._send(method, path, query=query, body=body, content_type=content_type,
+                                    timeout=timeout)
+        async with response:
+            text = await response.text()
+            if response.status >= 400:
+                try:
+                    payload: Any = json.loads(text)
+                except ValueError:
+                    payload = text
+                raise ApiError(response.status, payload)
+            return json.loads(text) if text else None
+
+    async def get(self, resource: Resource, name: str, namespace: str | None = None) -> Obj:
+        return cast(Obj, await self.request("GET", resource.path(namespace, name)))
+
+    async def get_or_none(self, resource: Resource, name: str, namespace: str | None = None) -> Obj | None:
+        try:
+            return await self.get(resource, name, namespace)
+        except ApiError as error:
+            if error.not_found:
+                return None
+            raise
+
+    async def list(
+        self,
+        resource: Resource,
+        namespace: str | None = None,
+        *,
+        label_selector: str | None = None,
+        field_selector: str | None = None,
+    ) -> Obj:
+        """One LIST (all pages), returned as a List object with ``items``."""
+        items: list[Obj] = []
+        cont: str | None = None
+        while True:
+            page = await self.request("GET", resource.path(namespace), query={
+                "labelSelector": label_selector, "fieldSelector": field_selector,
+                "limit": 500, "continue": cont,
+            })
+            items.extend(page.get("items") or [])
+            cont = (page.get("metadata") or {}).get("continue")
+            if not cont:
+                page["items"] = items
+                return cast(Obj, page)
+
+    async def create(self, resource: Resource, body: Obj, namespace: str | None = None) -> Obj:
+        return cast(Obj, await self.request("POST", resource.path(namespace), body=body))
+
+    async def replace(self, resource: Resource, body: Obj, namespace: str | None = None) -> Obj:
+        name = body["metadata"]["name"]
+        return cast(Obj, await self.request("PUT", resource.path(namespace, name), body=body))
+
+    async def patch(
+        self,
+        resource: Resource,
+        name: str,
+        patch: Any,
+        namespace: str | None = None,
+        *,
+        patch_type: PatchType = "merge",
+        subresource: str | None = None,
+    ) -> Obj:
+        return cast(Obj, await self.request(
+            "PATCH", resource.path(namespace, name, subresource), body=patch,
+            content_type=_PATCH_CONTENT_TYPES[patch_type],
+        ))
+
+    async def patch_status(self, resource: Resource, name: str, patch: Any, namespace: str | None = None) -> Obj:
+        return await self.patch(resource, name, patch, namespace, subresource="status")
+
+    async def delete(
+        self,
+        resource: Resource,
+        name: str,
+        namespace: str | None = None,
+        *,
+        propagation: Literal["Background", "Foreground", "Orphan"] = "Background",
+        missing_ok: bool = True,
+    ) -> Obj | None:
+        try:
+            return cast(Obj, await self.request(
+                "DELETE", resource.path(namespace, name),
+                body={"kind": "DeleteOptions", "apiVersion": "v1", "propagationPolicy": propagation},
+            ))
+        except ApiError as error:
+            if missing_ok and error.not_found:
+                return None
+            raise
+
+    async def watch(
+        self,
+        resource: Resource,
+        namespace: str | None = None,
+        *,
+        resource_version: str | None = None,
+        timeout_seconds: int = 300,
+        label_selector: str | None = None,
+    ) -> AsyncIterator[Obj]:
+        """Yield raw watch events (``{"type", "object"}``) until the server closes the stream."""
+        response = await self._send("GET", resource.path(namespace), query={
+            "watch": "true", "resourceVersion": resource_version, "allowWatchBookmarks": "true",
+            "timeoutSeconds": timeout_seconds, "labelSelector": label_selector,
+        }, timeout=aiohttp.ClientTimeout(total=None, sock_read=timeout_seconds + 30))
+        async with response:
+            if response.status >= 400:
+                text = await response.text()
+                try:
+                    raise ApiError(response.status, json.loads(text))
+                except ValueError:
+                    raise ApiError(response.status, text) from None
+            async for line in response.content:
+                if line.strip():
+                    yield cast(Obj, json.loads(line))
+
+    async def pod_logs(
+        self, name: str, namespace: str, *, container: str | None = None, tail_lines: int | None = None
+    ) -> str:
+        response = await self._send("GET", PODS.path(namespace, name, "log"), query={
+            "container": container, "tailLines": tail_lines,
+        })
+        async with response:
+            text = await response.text()
+            if response.status >= 400:
+                try:
+                    raise ApiError(response.status, json.loads(text))
+                except ValueError:
+                    raise ApiError(response.status, text) from None
+            return text
+
+    async def stream_pod_logs(
+        self, name: str, namespace: str, *, container: str | None = None, tail_lines: int | None = None
+    ) -> AsyncIterator[bytes]:
+        """Follow a pod's log (``follow=true``) chunk by chunk until the container ends."""
+        response = await self._send("GET", PODS.path(namespace, name, "log"), query={
+            "container": container, "tailLines": tail_lines, "follow": "true",
+        }, timeout=aiohttp.ClientTimeout(total=None))
+        async with response:
+            if response.status >= 400:
+                text = await response.text()
+                raise ApiError(response.status, text)
+            async for chunk in response.content.iter_any():
+                yield chunk
+
+    async def create_event(
+        self,
+        involved: Obj,
+        *,
+        reason: str,
+        message: str,
+        event_type: Literal["Normal", "Warning"] = "Normal",
+        component: str = "kubetask",
+    ) -> None:
+        """Post a core/v1 Event about ``involved``; a failure to record it never fails the caller."""
+        from kubetask.core.events import build_event
+
+        meta = involved.get("metadata", {})
+        body = build_event(involved, reason=reason, message=message, event_type=event_type, component=component)
+        try:
+            await self.create(EVENTS, body, namespace=meta.get("namespace") or "default")
+        except (ApiError, aiohttp.ClientError) as error:
+            log.warning("could not record event %s on %s: %s", reason, meta.get("name"), error)

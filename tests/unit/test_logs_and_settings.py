@@ -1,0 +1,32 @@
+import json
+import logging
+
+import pytest
+
+from kubetask.logs import JsonFormatter
+from kubetask.settings import ApiSettings, GpuSettings, OperatorSettings
+
+
+def test_json_log_lines_carry_extra_fields() -> None:
+    record = logging.LogRecord("kubetask.operator", logging.INFO, __file__, 1, "admitted %s", ("t1",), None)
+    record.task = "kubetask-alice/t1"
+    line = json.loads(JsonFormatter().format(record))
+    assert line["message"] == "admitted t1"
+    assert line["level"] == "info"
+    assert line["task"] == "kubetask-alice/t1"
+
+
+def test_settings_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("KUBETASK_GPU_RESOURCE_NAME", "amd.com/gpu")
+    monkeypatch.setenv("KUBETASK_OPERATOR_NAMESPACES", '["a", "b"]')
+    monkeypatch.setenv("KUBETASK_API_DEFAULT_RATE_LIMIT_PER_MINUTE", "10")
+    assert GpuSettings().resource_name == "amd.com/gpu"
+    assert OperatorSettings().namespaces == ["a", "b"]
+    assert ApiSettings().default_rate_limit_per_minute == 10
+
+
+def test_settings_defaults_match_the_design() -> None:
+    gpu = GpuSettings()
+    assert (gpu.node_label_key, gpu.node_label_value) == ("nvidia.com/gpu.present", "true")
+    assert gpu.taint_key == "nvidia.com/gpu"
+    assert ApiSettings().default_rate_limit_per_minute == 600
