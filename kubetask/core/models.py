@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
 MAX_SCRIPT_BYTES = 1024 * 1024
@@ -73,11 +73,15 @@ class EnvVar(CamelModel):
     value_from: dict[str, Any] | None = None
 
 
+# The CRD accepts quantities as int-or-string (``cpu: 2`` or ``cpu: "500m"``), as Kubernetes does.
+Quantity = Annotated[str, BeforeValidator(lambda value: str(value) if isinstance(value, int | float) else value)]
+
+
 class Resources(CamelModel):
     gpus: int = 0
     gpu_type: str | None = None
-    cpu: str | None = None
-    memory: str | None = None
+    cpu: Quantity | None = None
+    memory: Quantity | None = None
 
 
 class Toleration(CamelModel):

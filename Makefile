@@ -1,0 +1,56 @@
+# kubetask developer targets. `make help` lists them.
+PYTHON ?= python
+TOOLS_DIR ?= $(HOME)/.cache/kubetask/bin
+HELM ?= $(shell [ -x $(TOOLS_DIR)/helm ] && echo $(TOOLS_DIR)/helm || echo helm)
+KUBECTL ?= $(shell [ -x $(TOOLS_DIR)/kubectl ] && echo $(TOOLS_DIR)/kubectl || echo kubectl)
+IMAGE ?= ghcr.io/kubetask/kubetask:dev
+CHART := charts/kubetask
+CRDS := task.yaml tasktemplate.yaml tenant.yaml
+
+export KUBETASK_HELM := $(HELM)
+export KUBETASK_KUBECTL := $(KUBECTL)
+
+.PHONY: help dev test lint image chart manifests sync-crds templates e2e e2e-kind tools
+
+help: ## list targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
+
+dev: ## run everything locally on the simulated cluster (kubetask dev)
+	$(PYTHON) -m kubetask.cli dev
+
+test: ## the README test command (unit + component; e2e skips without a cluster)
+	$(PYTHON) -m pytest -q
+
+lint: ## ruff + mypy --strict
+	ruff check .
+	mypy --strict kubetask
+
+image: ## build the container image
+	docker build -t $(IMAGE) .
+
+chart: sync-crds ## helm lint + template the chart
+	$(HELM) lint --strict $(CHART)
+	$(HELM) template kubetask $(CHART) --namespace kubetask-system --include-crds > /dev/null
+	@echo "chart ok"
+
+manifests: sync-crds ## regenerate manifests/base/kubetask.yaml from the chart
+	HELM=$(HELM) hack/render-manifests.sh --write
+
+sync-crds: ## copy crds/ into the chart and the Python package
+	@for f in $(CRDS); do \
+	  cp crds/$$f $(CHART)/crds/$$f; \
+	  cp crds/$$f kubetask/resources/crds/$$f; \
+	done
+	@echo "crds synced"
+
+templates: ## regenerate the built-in TaskTemplates (package + chart copies)
+	$(PYTHON) hack/gen-tasktemplates.py
+
+e2e: ## run tests/e2e against $$KUBECONFIG
+	$(PYTHON) -m pytest -q tests/e2e
+
+e2e-kind: ## kind cluster + image + fake GPUs + helm install + tests/e2e
+	HELM=$(HELM) KUBECTL=$(KUBECTL) IMAGE=$(IMAGE) hack/e2e-kind.sh
+
+tools: ## download helm + kubectl into ~/.cache/kubetask/bin
+	KUBETASK_TOOLS_DIR=$(TOOLS_DIR) hack/fetch-tools.sh
