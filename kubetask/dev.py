@@ -102,12 +102,12 @@ def run_dev(args: argparse.Namespace) -> int:
         )
         operator = run_operator_in_thread(operator_settings, GpuSettings(), kube)
         api = run_api_in_thread(ApiSettings(host=args.host, port=args.port), kube)
-        _print_banner(cluster.url, kubeconfig, api_url, keys, operator_settings)
+        _print_banner(cluster.https_url, kubeconfig, api_url, keys, operator_settings)
         with _stop_on_signals() as stop:
             while not stop.wait(0.5):
-                if not api.alive or not operator.alive:
+                if not api.thread.is_alive() or operator.done.is_set():
                     log.error("a component stopped unexpectedly (api alive=%s, operator alive=%s)",
-                              api.alive, operator.alive)
+                              api.thread.is_alive(), not operator.done.is_set())
                     return 1
         return 0
     finally:
