@@ -56,10 +56,34 @@ def compile_cel(expr: str) -> Any:
     return env.program(env.compile(expr))
 
 
+# Kubernetes exposes object properties to CEL under escaped names: reserved words
+# become ``__word__`` and ``__ . - /`` become ``__underscores__ __dot__ __dash__
+# __slash__`` (apiextensions "Escaping" rules), so ``namespace`` is ``__namespace__``.
+_CEL_RESERVED = frozenset({
+    "true", "false", "null", "in", "as", "break", "const", "continue", "else", "for", "function", "if",
+    "import", "let", "loop", "package", "namespace", "return", "var", "void", "while",
+})
+
+
+def _cel_property_name(name: str) -> str:
+    if name in _CEL_RESERVED:
+        return f"__{name}__"
+    return (name.replace("__", "__underscores__").replace(".", "__dot__")
+            .replace("-", "__dash__").replace("/", "__slash__"))
+
+
+def _cel_escaped(v: Any) -> Any:
+    if isinstance(v, dict):
+        return {_cel_property_name(k): _cel_escaped(item) for k, item in v.items()}
+    if isinstance(v, list):
+        return [_cel_escaped(item) for item in v]
+    return v
+
+
 def _cel_value(v: Any) -> Any:
     from celpy import adapter
 
-    return adapter.json_to_cel(v)
+    return adapter.json_to_cel(_cel_escaped(v))
 
 
 def eval_cel(expr: str, self_v: Any, old_v: Any = None, has_old: bool = False) -> Any:

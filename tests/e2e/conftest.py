@@ -265,6 +265,9 @@ def make_tenant(cluster: Cluster, stack: Stack) -> Iterator[Callable[..., Tenant
         name = f"e2e-{prefix}-{uuid.uuid4().hex[:6]}"
         namespace = f"kubetask-{name}"
         key = secrets.token_urlsafe(24)
+        # A ServiceAccount subject without a namespace means "in the tenant's own namespace".
+        subjects = [{**s, "namespace": s.get("namespace", namespace)} if s["kind"] == "ServiceAccount" else s
+                    for s in subjects or []]
         try:
             cluster.core.create_namespace({"metadata": {"name": namespace, "labels": {"kubetask.io/tenant": name}}})
         except ApiException as error:
@@ -278,7 +281,7 @@ def make_tenant(cluster: Cluster, stack: Stack) -> Iterator[Callable[..., Tenant
             "apiVersion": f"{GROUP}/{VERSION}", "kind": "Tenant", "metadata": {"name": name},
             "spec": {"displayName": name, "namespace": namespace,
                      "apiKeys": [{"name": f"{name}-api-key", "key": "sha256"}],
-                     "subjects": subjects or [], "limits": limits or {}},
+                     "subjects": subjects, "limits": limits or {}},
         })
         wait_for(lambda: cluster.core.list_namespaced_resource_quota(namespace).items, timeout=60,
                  message=f"the ResourceQuota of tenant {name}")

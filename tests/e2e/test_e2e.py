@@ -94,7 +94,7 @@ def test_kubectl_task_meets_the_same_admission(cluster: Cluster, make_tenant: An
 def test_the_real_quota_and_our_webhook_agree(cluster: Cluster, make_tenant: Any) -> None:
     from kubernetes.client.exceptions import ApiException
 
-    carol = make_tenant("carol", limits={"gpuQuota": 1, "maxGpusPerTask": 1})
+    carol = make_tenant("carol", limits={"gpuQuota": 1, "maxGpusPerTask": 2})
     quota = cluster.core.list_namespaced_resource_quota(carol.namespace).items[0]
     assert quota.spec.hard["requests.nvidia.com/gpu"] == "1"
 
