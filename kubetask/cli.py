@@ -8,7 +8,6 @@ the simulated cluster; ``tasks``/``templates``/``queue`` are the client CLI.
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import sys
 from pathlib import Path
@@ -94,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
         from kubetask.dev import run_api_command
 
         return run_api_command(args)
-    handler = getattr(args, "handler", None)
+    handler = getattr(args, "func", None)
     if handler is None:
         parser.print_help()
         return 2

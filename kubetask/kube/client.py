@@ -150,7 +150,7 @@ class KubeClient:
         query: Mapping[str, Any] | None = None,
         body: Any = None,
         content_type: str = "application/json",
-        timeout: float | aiohttp.ClientTimeout | None = None,
+        request_timeout: float | aiohttp.ClientTimeout | None = None,
     ) -> aiohttp.ClientResponse:
         params = [(k, str(v).lower() if isinstance(v, bool) else v) for k, v in (query or {}).items()
                   if v is not None]
@@ -162,7 +162,7 @@ class KubeClient:
             body=body,
             auth_settings=["BearerToken"],
             _preload_content=False,
-            _request_timeout=timeout,
+            _request_timeout=request_timeout,
         )
         return cast(aiohttp.ClientResponse, response)
 
@@ -174,11 +174,11 @@ class KubeClient:
         query: Mapping[str, Any] | None = None,
         body: Any = None,
         content_type: str = "application/json",
-        timeout: float | None = None,
+        request_timeout: float | None = None,
     ) -> Any:
         """One request; returns the decoded JSON body or raises :class:`ApiError`."""
         response = await self._send(method, path, query=query, body=body, content_type=content_type,
-                                    timeout=timeout)
+                                    request_timeout=request_timeout)
         async with response:
             text = await response.text()
             if response.status >= 400:
@@ -279,7 +279,7 @@ class KubeClient:
         response = await self._send("GET", resource.path(namespace), query={
             "watch": "true", "resourceVersion": resource_version, "allowWatchBookmarks": "true",
             "timeoutSeconds": timeout_seconds, "labelSelector": label_selector,
-        }, timeout=aiohttp.ClientTimeout(total=None, sock_read=timeout_seconds + 30))
+        }, request_timeout=aiohttp.ClientTimeout(total=None, sock_read=timeout_seconds + 30))
         async with response:
             if response.status >= 400:
                 text = await response.text()
@@ -312,7 +312,7 @@ class KubeClient:
         """Follow a pod's log (``follow=true``) chunk by chunk until the container ends."""
         response = await self._send("GET", PODS.path(namespace, name, "log"), query={
             "container": container, "tailLines": tail_lines, "follow": "true",
-        }, timeout=aiohttp.ClientTimeout(total=None))
+        }, request_timeout=aiohttp.ClientTimeout(total=None))
         async with response:
             if response.status >= 400:
                 text = await response.text()

@@ -1,0 +1,111 @@
+"""The FastAPI application: ``create_app(settings, kube, client=None)``.
+
+The lifespan connects to the apiserver (unless a client is given), starts the
+watch caches (Tasks, TaskTemplates, Tenants, API-key Secrets) and waits briefly
+for them to sync; ``/health`` reports 503 until they have.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import APIRouter, FastAPI
+from fastapi.routing import APIRoute
+
+from kubetask import __version__
+from kubetask.api.errors import install_error_handlers
+from kubetask.api.metrics import ApiMetrics
+from kubetask.api.middleware import RequestContextMiddleware
+from kubetask.api.routes import dashboard, monitoring, search, system, tasks, templates, users, workers
+from kubetask.api.state import AppState
+from kubetask.kube.client import KubeClient
+from kubetask.settings import ApiSettings, KubeSettings
+
+log = logging.getLogger(__name__)
+
+API_PREFIX = "/api/v1"
+SYNC_TIMEOUT_SECONDS = 15.0
+
+DESCRIPTION = """
+kubetask's REST facade: a Kubernetes-native GPU task queue. Every task is a `Task` custom resource;
+writes go to the Kubernetes API, reads come from a watch-backed cache.
+
+**Auth:** `X-API-Key: <key>` or `Authorization: Bearer <Kubernetes token>` (TokenReview). Everything except
+`/health` and `/metrics` needs it. Rate limits per user come back as `X-RateLimit-Limit/Remaining/Reset`.
+
+**Compatibility:** request bodies accept the field names of all five seed contracts (`name`/`task_name`,
+`template`+`parameters`, `task_type`+`model_name`+`input_data`, `script_content`+`script_type`,
+`task_args`/`task_kwargs`, `queue_name`, `depends_on`, `scheduled_at`…); responses carry both `id` and
+`task_id`. Seed 004's paths are also served without the `/api/v1` prefix (not listed here).
+
+**Errors:** `{"detail", "code", "request_id", "timestamp"}` (+ `field`/`errors` on 422).
+"""
+
+TAGS = [
+    {"name": "tasks", "description": "Create, list, inspect, update, cancel and re-run tasks."},
+    {"name": "templates", "description": "TaskTemplates: what a task can run, and parameter checks."},
+    {"name": "users", "description": "Per-user limits and usage (seed 000)."},
+    {"name": "workers", "description": "GPU/compute nodes as workers: status, pause, resume, drain, capacity."},
+    {"name": "search", "description": "Advanced task search, filter presets and CSV export."},
+    {"name": "dashboard", "description": "System statistics and the worker grid."},
+    {"name": "analytics", "description": "Task execution trends."},
+    {"name": "alerts", "description": "Active alerts computed from cluster state, and acknowledgements."},
+    {"name": "resilience", "description": "Component health and declared degradations."},
+    {"name": "system", "description": "Health and Prometheus metrics (no auth)."},
+]
+
+
+def operation_id(route: APIRoute) -> str:
+    """``<tag>-<route name>``, e.g. ``tasks-create``, ``tasks-list``, ``templates-validate``."""
+    return f"{route.tags[0]}-{route.name}" if route.tags else route.name
+
+
+def create_app(settings: ApiSettings, kube: KubeSettings, *, client: KubeClient | None = None) -> FastAPI:
+    metrics = ApiMetrics()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        kube_client = client
+        owns = kube_client is None
+        if kube_client is None:
+            kube_client = await KubeClient.connect(kube.kubeconfig, kube.context)
+        state = AppState.build(settings, kube, kube_client, owns_client=owns, metrics=metrics)
+        app.state.kubetask = state
+        state.informers.start()
+        if not await state.informers.wait_synced(SYNC_TIMEOUT_SECONDS):
+            log.warning("kubetask API caches not synced after %.0f s; serving 503 until they are",
+                        SYNC_TIMEOUT_SECONDS)
+        try:
+            yield
+        finally:
+            await state.informers.stop()
+            if owns:
+                await kube_client.close()
+
+    app = FastAPI(
+        title="kubetask API",
+        version=__version__,
+        description=DESCRIPTION,
+        openapi_tags=TAGS,
+        lifespan=lifespan,
+        generate_unique_id_function=operation_id,
+    )
+    install_error_handlers(app)
+    app.add_middleware(RequestContextMiddleware, metrics=metrics)
+
+    v1 = APIRouter(prefix=API_PREFIX)
+    v1.include_router(tasks.router)
+    v1.include_router(templates.router)
+    v1.include_router(users.router)
+    v1.include_router(workers.router)
+    v1.include_router(search.router)
+    v1.include_router(dashboard.router)
+    v1.include_router(monitoring.router)
+    v1.include_router(system.router)
+    app.include_router(v1)
+    # Seed 004 speaks without a prefix: the same routes at the root, left out of the schema.
+    app.include_router(tasks.router, include_in_schema=False)
+    app.include_router(system.router, include_in_schema=False)
+    return app

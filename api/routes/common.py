@@ -1,0 +1,108 @@
+"""Helpers shared by the routes: visibility, presentation, JSON responses, creating Tasks."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from fastapi.responses import JSONResponse
+
+from kubetask.api.admission import admit
+from kubetask.api.auth import Principal
+from kubetask.api.errors import problem_from_api_error
+from kubetask.api.state import AppState
+from kubetask.core.rest import RestError, generate_task_id, not_found, task_public
+from kubetask.kube.client import TASKS, ApiError, Obj
+
+
+class FastJSON(JSONResponse):
+    """Compact JSON with no extra validation pass (bodies are built by the core)."""
+
+    def render(self, content: Any) -> bytes:
+        return json.dumps(content, ensure_ascii=False, separators=(",", ":"), default=str).encode()
+
+
+def visible(user: Principal, obj: Mapping[str, Any]) -> bool:
+    if user.is_admin:
+        return True
+    meta = obj.get("metadata") or {}
+    if meta.get("namespace") != user.namespace:
+        return False
+    owner = (obj.get("spec") or {}).get("user")
+    return owner in (None, "", user.tenant)
+
+
+def find_task(state: AppState, user: Principal, task_id: str) -> Obj:
+    """The task ``task_id`` if the caller may see it; 404 otherwise (also for other users' tasks)."""
+    obj = state.tasks.get(task_id, user.namespace)
+    if obj is not None and visible(user, obj):
+        return obj
+    if user.is_admin:
+        for candidate in state.tasks.by_index("name", task_id):
+            return candidate
+    raise not_found(task_id)
+
+
+def user_tasks(state: AppState, user: Principal, *, all_users: bool | None = None) -> list[Obj]:
+    """The caller's tasks (an admin sees every tenant's unless ``all_users`` is False)."""
+    if user.is_admin and all_users is not False:
+        return state.tasks.list()
+    return [o for o in state.tasks.by_index("namespace", user.namespace) if visible(user, o)]
+
+
+def tenant_tasks(state: AppState, tenant: str, namespace: str) -> list[Obj]:
+    return [o for o in state.tasks.by_index("namespace", namespace)
+            if (o.get("spec") or {}).get("user") in (None, "", tenant)]
+
+
+def tenant_of(state: AppState, user: Principal) -> Mapping[str, Any]:
+    return state.tenants.get(user.tenant) or user.tenant_obj
+
+
+def present(obj: Mapping[str, Any], queued_as_pending: bool) -> Obj:
+    return task_public(obj, queued_as_pending=queued_as_pending)
+
+
+async def create_task_object(
+    state: AppState,
+    user: Principal,
+    obj: Obj,
+    *,
+    templates: Sequence[Mapping[str, Any]] | None = None,
+) -> Obj:
+    """Admission check, then create with a generated name (retrying on AlreadyExists); cache the result."""
+    tenant = tenant_of(state, user)
+    admit(obj, tenant, tenant_tasks(state, user.tenant, user.namespace),
+          list(templates) if templates is not None else state.templates.list())
+    display = (obj.get("spec") or {}).get("displayName")
+    last_error: ApiError | None = None
+    for _ in range(5):
+        obj["metadata"]["name"] = generate_task_id(display)
+        try:
+            created = await state.client.create(TASKS, obj, user.namespace)
+        except ApiError as error:
+            if error.already_exists:
+                last_error = error
+                continue
+            if error.status == 404:
+                raise RestError(503, "SERVICE_UNAVAILABLE",
+                                f"the namespace {user.namespace} of tenant {user.tenant} is not ready yet "
+                                f"(or the Task CRD is not installed)") from error
+            raise problem_from_api_error(error) from error
+        state.tasks.upsert(created)
+        return created
+    raise problem_from_api_error(last_error) if last_error else RestError(409, "CONFLICT", "name clash")
+
+
+async def patch_task(state: AppState, obj: Mapping[str, Any], patch: Mapping[str, Any]) -> Obj:
+    meta = obj.get("metadata") or {}
+    try:
+        updated = await state.client.patch(TASKS, str(meta.get("name")), dict(patch), str(meta.get("namespace")))
+    except ApiError as error:
+        if error.status == 404:
+            state.tasks.remove(obj)
+            raise not_found(str(meta.get("name"))) from error
+        raise problem_from_api_error(error) from error
+    state.tasks.upsert(updated)
+    return updated

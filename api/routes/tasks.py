@@ -1,0 +1,506 @@
+"""``/tasks``: the union of the seeds' task endpoints, over Task custom resources."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, Header, Path, Query, Request
+from fastapi.responses import PlainTextResponse, Response, StreamingResponse
+
+from kubetask.api.deps import CurrentUser, Seed004, State, TaskCache, authenticate
+from kubetask.api.errors import problem_from_api_error
+from kubetask.api.routes.common import (
+    FastJSON,
+    create_task_object,
+    find_task,
+    patch_task,
+    present,
+    tenant_of,
+    tenant_tasks,
+    user_tasks,
+)
+from kubetask.api.schemas import (
+    CompletionAccepted,
+    CompletionReport,
+    ExecutionList,
+    ExecutionPublic,
+    PriorityUpdate,
+    QueueStatus,
+    StatusGroups,
+    TaskCancelled,
+    TaskComparison,
+    TaskCreate,
+    TaskExecuteAccepted,
+    TaskList,
+    TaskPriorityChanged,
+    TaskPublic,
+    TaskReplayed,
+    TaskTimeline,
+    TaskUpdate,
+    error_responses,
+)
+from kubetask.core.rest import (
+    ANNOTATION_CANCELLED_AT,
+    ANNOTATION_RERUN,
+    TERMINAL_PHASES,
+    BuildContext,
+    RestError,
+    build_task,
+    build_update_patch,
+    clone_for_replay,
+    compare_tasks,
+    execution_public,
+    group_by_status,
+    list_envelope,
+    make_query,
+    parse_priority,
+    public_status,
+    query_tasks,
+    queue_status_public,
+    task_phase,
+    tenant_limits,
+    time_now_iso,
+    timeline,
+)
+from kubetask.core.tokens import verify_task_token
+from kubetask.kube.client import EVENTS, PODS, TASKS, ApiError, Obj
+
+router = APIRouter(prefix="/tasks", tags=["tasks"])
+
+TaskId = Annotated[str, Path(description="The task id (its Kubernetes name).", max_length=253)]
+COMMON_ERRORS = (401, 404, 429, 503)
+
+
+def _already_finished(task_id: str, obj: Obj, action: str) -> RestError:
+    status = public_status(obj)
+    return RestError(409, "TASK_ALREADY_FINISHED", f"Task {task_id} is already {status}; it cannot be {action}")
+
+
+# --------------------------------------------------------------------------- create / list
+
+
+@router.post(
+    "", name="create", status_code=201, response_model=TaskPublic,
+    responses=error_responses(400, 401, 403, 409, 422, 429, 503),
+    summary="Create a task",
+)
+async def create_task(body: TaskCreate, user: CurrentUser, state: State, seed004: Seed004,
+                      tasks: TaskCache) -> Response:
+    """Create a Task in the caller's namespace. The admission rules (pending limit, GPU limits, monthly
+    hours, templates, dependencies) are checked first with the same messages kubectl users get."""
+    raw = body.model_dump(exclude_unset=True)
+    templates = state.templates.list()
+    limits = tenant_limits(tenant_of(state, user))
+    obj = build_task(raw, BuildContext(user=user.tenant, namespace=user.namespace, templates=templates,
+                                       max_timeout_seconds=int(limits.get("maxTimeoutSeconds") or 3600)))
+    created = await create_task_object(state, user, obj, templates=templates)
+    name = created["metadata"]["name"]
+    return FastJSON(present(created, seed004), status_code=201, headers={"Location": f"/api/v1/tasks/{name}"})
+
+
+@router.get(
+    "", name="list", response_model=TaskList | list[TaskPublic],
+    responses=error_responses(401, 422, 429, 503), summary="List tasks",
+)
+async def list_tasks(
+    user: CurrentUser,
+    state: State,
+    tasks: TaskCache,
+    seed004: Seed004,
+    status: Annotated[list[str] | None, Query(description="Any case or synonym; comma-separated or repeated")]
+    = None,
+    priority: Annotated[str | None, Query(description="Exact priority 0-10")] = None,
+    min_priority: Annotated[int | None, Query(ge=0, le=10)] = None,
+    max_priority: Annotated[int | None, Query(ge=0, le=10)] = None,
+    template: str | None = None,
+    task_type: str | None = None,
+    model_name: str | None = None,
+    queue_name: str | None = None,
+    tag: Annotated[list[str] | None, Query(description="Tasks carrying all these tags")] = None,
+    user_id: Annotated[str | None, Query(description="Admins: only this user's tasks")] = None,
+    worker_id: Annotated[str | None, Query(description="Node the task ran on")] = None,
+    created_after: str | None = None,
+    created_before: str | None = None,
+    search: Annotated[str | None, Query(description="Free text over name, id, description, template …")] = None,
+    sort_by: str | None = None,
+    sort_order: str | None = None,
+    sort: Annotated[str | None, Query(description="Alias of sort_by")] = None,
+    order: Annotated[str | None, Query(description="Alias of sort_order")] = None,
+    limit: Annotated[int | None, Query(ge=1, le=1000)] = None,
+    offset: Annotated[int | None, Query(ge=0)] = None,
+    page: Annotated[int | None, Query(ge=1)] = None,
+    page_size: Annotated[int | None, Query(ge=1, le=1000)] = None,
+    format: Annotated[str | None, Query(description="'array' returns a bare array (seed 002)")] = None,
+) -> Response:
+    """Filter, sort and page the caller's tasks, served from the watch cache. Returns
+    ``{total, limit, offset, tasks}`` (``?format=array``: a bare array)."""
+    q = make_query(
+        status=status, priority=priority, min_priority=min_priority, max_priority=max_priority,
+        template=template, task_type=task_type, model_name=model_name, queue_name=queue_name, tag=tag,
+        user=user_id, worker_id=worker_id, created_after=created_after, created_before=created_before,
+        search=search, sort_by=sort_by or sort, sort_order=sort_order or order,
+        limit=limit if limit is not None else page_size, offset=offset, page=page, queued_as_pending=seed004,
+    )
+    if format is not None and format.lower() not in ("array", "list", "envelope", "json"):
+        raise RestError(422, "VALIDATION_ERROR", "format: use 'array' or 'envelope'", field="format")
+    total, items = query_tasks(user_tasks(state, user), q)
+    public = [present(o, seed004) for o in items]
+    if format is not None and format.lower() in ("array", "list"):
+        return FastJSON(public)
+    return FastJSON(list_envelope(total, q, public))
+
+
+@router.get("/status", name="grouped-by-status", response_model=StatusGroups,
+            responses=error_responses(*COMMON_ERRORS), summary="Tasks grouped by status")
+async def tasks_by_status(user: CurrentUser, state: State, tasks: TaskCache, seed004: Seed004) -> Response:
+    """Seed 002: ``{pending, queued, running, completed, failed, cancelled}``, each a list of tasks."""
+    return FastJSON(group_by_status(user_tasks(state, user), queued_as_pending=seed004))
+
+
+@router.get("/queue-status", name="queue-status", response_model=QueueStatus,
+            responses=error_responses(*COMMON_ERRORS), summary="The caller's queue status and limits")
+async def queue_status(user: CurrentUser, state: State, tasks: TaskCache) -> Response:
+    """Seed 000's QueueStatus: running and pending counts, limits, GPU-hours used and left, and each
+    waiting task's queue position and estimated start."""
+    tenant = tenant_of(state, user)
+    return FastJSON(queue_status_public(tenant, tenant_tasks(state, user.tenant, user.namespace)))
+
+
+# --------------------------------------------------------------------------- one task
+
+
+@router.get("/{task_id}", name="get", response_model=TaskPublic,
+            responses=error_responses(*COMMON_ERRORS), summary="Get a task")
+async def get_task(task_id: TaskId, user: CurrentUser, state: State, tasks: TaskCache,
+                   seed004: Seed004) -> Response:
+    """The task with its status, ``result`` and ``resource_usage``; another user's task is 404."""
+    return FastJSON(present(find_task(state, user, task_id), seed004))
+
+
+async def _update(task_id: str, body: TaskUpdate, user: Any, state: Any, seed004: bool) -> Response:
+    obj = find_task(state, user, task_id)
+    if task_phase(obj) not in ("Pending", "Queued") or (obj.get("status") or {}).get("executions") \
+            or (obj.get("spec") or {}).get("cancel"):
+        raise RestError(409, "TASK_ALREADY_STARTED",
+                        f"Task {task_id} is {public_status(obj)}; only tasks that have not started can be updated")
+    limits = tenant_limits(tenant_of(state, user))
+    patch = build_update_patch(body.model_dump(exclude_unset=True), obj,
+                               max_timeout_seconds=int(limits.get("maxTimeoutSeconds") or 3600))
+    if not patch:
+        return FastJSON(present(obj, seed004))
+    updated = await patch_task(state, obj, {"spec": patch})
+    return FastJSON(present(updated, seed004))
+
+
+@router.put("/{task_id}", name="replace", response_model=TaskPublic,
+            responses=error_responses(401, 404, 409, 422, 429, 503), summary="Update a task (not started)")
+async def put_task(task_id: TaskId, body: TaskUpdate, user: CurrentUser, state: State, tasks: TaskCache,
+                   seed004: Seed004) -> Response:
+    """Change name, description, priority, queue, timeout, retries, schedule, parameters or metadata of
+    a task that has not started; 409 once it has."""
+    return await _update(task_id, body, user, state, seed004)
+
+
+@router.patch("/{task_id}", name="update", response_model=TaskPublic,
+              responses=error_responses(401, 404, 409, 422, 429, 503), summary="Patch a task (not started)")
+async def patch_task_route(task_id: TaskId, body: TaskUpdate, user: CurrentUser, state: State,
+                           tasks: TaskCache, seed004: Seed004) -> Response:
+    """Same as PUT: only the fields given change."""
+    return await _update(task_id, body, user, state, seed004)
+
+
+@router.patch("/{task_id}/priority", name="set-priority", response_model=TaskPriorityChanged,
+              responses=error_responses(401, 404, 409, 422, 429, 503), summary="Change a task's priority")
+async def set_priority(
+    task_id: TaskId, user: CurrentUser, state: State, tasks: TaskCache, seed004: Seed004,
+    priority: Annotated[str | None, Query(description="New priority 0-10 (seed 002 sends it here)")] = None,
+    body: Annotated[PriorityUpdate | None, Body()] = None,
+) -> Response:
+    """Seed 002: ``?priority=8`` (or a body ``{"priority": 8}``); 409 on a finished task."""
+    raw: Any = priority if priority is not None else (body.priority if body is not None else None)
+    if raw is None:
+        raise RestError(422, "VALIDATION_ERROR", "priority: is required (query or body)", field="priority")
+    value = parse_priority(raw)
+    obj = find_task(state, user, task_id)
+    if task_phase(obj) in TERMINAL_PHASES:
+        raise _already_finished(task_id, obj, "re-prioritised")
+    updated = await patch_task(state, obj, {"spec": {"priority": value}})
+    p = present(updated, seed004)
+    return FastJSON({"id": p["id"], "task_id": p["task_id"], "priority": p["priority"], "status": p["status"]})
+
+
+async def _cancel(task_id: str, user: Any, state: Any, seed004: bool) -> Response:
+    obj = find_task(state, user, task_id)
+    if task_phase(obj) in TERMINAL_PHASES or (obj.get("spec") or {}).get("cancel"):
+        if public_status(obj) == "cancelled":
+            raise RestError(409, "TASK_ALREADY_FINISHED", f"Task {task_id} is already cancelled")
+        raise _already_finished(task_id, obj, "cancelled")
+    annotations = (obj.get("metadata") or {}).get("annotations") or {}
+    cancelled_at = annotations.get(ANNOTATION_CANCELLED_AT) or time_now_iso()
+    if not (obj.get("spec") or {}).get("cancel"):
+        obj = await patch_task(state, obj, {
+            "metadata": {"annotations": {ANNOTATION_CANCELLED_AT: cancelled_at}},
+            "spec": {"cancel": True},
+        })
+    return FastJSON({
+        "task_id": task_id, "id": task_id, "status": "cancelled", "cancelled_at": cancelled_at,
+        "cancelled": True, "message": "Task cancelled successfully",
+    })
+
+
+@router.delete("/{task_id}", name="delete", response_model=TaskCancelled,
+               responses=error_responses(401, 404, 409, 429, 503), summary="Cancel a task")
+async def delete_task(task_id: TaskId, user: CurrentUser, state: State, tasks: TaskCache,
+                      seed004: Seed004) -> Response:
+    """Cancels (``spec.cancel: true``); the Task stays as a record. 409 if it already finished."""
+    return await _cancel(task_id, user, state, seed004)
+
+
+@router.post("/{task_id}/cancel", name="cancel", response_model=TaskCancelled,
+             responses=error_responses(401, 404, 409, 429, 503), summary="Cancel a task")
+async def cancel_task(task_id: TaskId, user: CurrentUser, state: State, tasks: TaskCache,
+                      seed004: Seed004) -> Response:
+    """Seed 003's cancel; same as ``DELETE /tasks/{id}``."""
+    return await _cancel(task_id, user, state, seed004)
+
+
+@router.post("/{task_id}/execute", name="execute", response_model=TaskExecuteAccepted,
+             responses=error_responses(401, 404, 409, 429, 503), summary="Run a task (again)")
+async def execute_task(task_id: TaskId, user: CurrentUser, state: State, tasks: TaskCache,
+                       seed004: Seed004) -> Response:
+    """On a finished task, starts a new execution (annotation ``kubetask.io/rerun``). A task that has
+    not started yet is already going to run: the answer says so. 409 while it is running."""
+    obj = find_task(state, user, task_id)
+    phase = task_phase(obj)
+    if (obj.get("spec") or {}).get("cancel") and phase not in TERMINAL_PHASES:
+        raise RestError(409, "TASK_CANCELLED", f"Task {task_id} is being cancelled")
+    if phase == "Running":
+        raise RestError(409, "TASK_RUNNING", f"Task {task_id} is already running")
+    if phase in ("Pending", "Queued"):
+        p = present(obj, seed004)
+        return FastJSON({"task_id": task_id, "id": task_id, "status": p["status"], "execution_requested": False,
+                         "message": f"Task {task_id} is {p['status']}; it runs once admitted"})
+    updated = await patch_task(state, obj, {"metadata": {"annotations": {ANNOTATION_RERUN: str(uuid.uuid4())}}})
+    return FastJSON({"task_id": task_id, "id": task_id, "status": "pending" if seed004 else "queued",
+                     "execution_requested": True, "previous_status": public_status(updated),
+                     "message": "a new execution was requested"})
+
+
+@router.post("/{task_id}/replay", name="replay", response_model=TaskReplayed,
+             responses=error_responses(400, 401, 403, 404, 422, 429, 503), summary="Replay a task")
+async def replay_task(task_id: TaskId, user: CurrentUser, state: State, tasks: TaskCache,
+                      seed004: Seed004) -> Response:
+    """Seed 003: a NEW task cloned from this one's spec, pointing at the original."""
+    original = find_task(state, user, task_id)
+    owner = (original.get("spec") or {}).get("user") or user.tenant
+    if owner != user.tenant:
+        # An admin replaying someone's task: the clone belongs to that task's owner and namespace.
+        from kubetask.api.auth import Principal  # local: only for this rare path
+
+        tenant = state.tenants.get(owner)
+        if tenant is None:
+            raise RestError(409, "CONFLICT", f"the owner {owner} of task {task_id} no longer exists")
+        target = state.auth.principal_for(tenant, via=user.via)
+        assert isinstance(target, Principal)
+    else:
+        target = user
+    clone = clone_for_replay(original, user=target.tenant, namespace=target.namespace)
+    created = await create_task_object(state, target, clone)
+    p = present(created, seed004)
+    return FastJSON({"task_id": p["task_id"], "id": p["id"], "status": p["status"],
+                     "original_task_id": task_id}, status_code=200)
+
+
+# --------------------------------------------------------------------------- executions
+
+
+@router.get("/{task_id}/executions", name="list-executions", response_model=ExecutionList,
+            responses=error_responses(*COMMON_ERRORS), summary="Execution history")
+async def list_executions(task_id: TaskId, user: CurrentUser, state: State, tasks: TaskCache) -> Response:
+    obj = find_task(state, user, task_id)
+    executions = (obj.get("status") or {}).get("executions") or []
+    items = [execution_public(e, obj, latest=i == len(executions) - 1) for i, e in enumerate(executions)]
+    return FastJSON({"task_id": task_id, "total": len(items), "executions": items})
+
+
+def _find_execution(obj: Obj, exec_id: str) -> tuple[Obj, bool]:
+    executions = (obj.get("status") or {}).get("executions") or []
+    for i, execution in enumerate(executions):
+        if str(execution.get("id")) == exec_id or execution.get("jobName") == exec_id:
+            return execution, i == len(executions) - 1
+    raise RestError(404, "EXECUTION_NOT_FOUND",
+                    f"Task {obj['metadata']['name']} has no execution {exec_id}")
+
+
+@router.get("/{task_id}/executions/{exec_id}", name="get-execution", response_model=ExecutionPublic,
+            responses=error_responses(*COMMON_ERRORS), summary="One execution")
+async def get_execution(task_id: TaskId, exec_id: str, user: CurrentUser, state: State,
+                        tasks: TaskCache) -> Response:
+    obj = find_task(state, user, task_id)
+    execution, latest = _find_execution(obj, exec_id)
+    return FastJSON(execution_public(execution, obj, latest=latest))
+
+
+@router.delete("/{task_id}/executions/{exec_id}", name="cancel-execution", response_model=TaskCancelled,
+               responses=error_responses(401, 404, 409, 429, 503), summary="Cancel the running execution")
+async def cancel_execution(task_id: TaskId, exec_id: str, user: CurrentUser, state: State,
+                           tasks: TaskCache, seed004: Seed004) -> Response:
+    """Cancels the task if ``exec_id`` is its running execution; 409 if that execution is not running."""
+    obj = find_task(state, user, task_id)
+    execution, latest = _find_execution(obj, exec_id)
+    if execution_public(execution, obj, latest=latest)["status"] != "running" or task_phase(obj) != "Running":
+        raise RestError(409, "EXECUTION_NOT_RUNNING", f"execution {exec_id} of task {task_id} is not running")
+    response = await _cancel(task_id, user, state, seed004)
+    return response
+
+
+# --------------------------------------------------------------------------- timeline, compare, logs
+
+
+@router.get("/{task_id}/timeline", name="timeline", response_model=TaskTimeline,
+            responses=error_responses(*COMMON_ERRORS), summary="Execution timeline")
+async def task_timeline(task_id: TaskId, user: CurrentUser, state: State, tasks: TaskCache) -> Response:
+    """Status milestones plus the Kubernetes Events recorded about the task (one Event LIST)."""
+    obj = find_task(state, user, task_id)
+    meta = obj["metadata"]
+    events: list[Obj] = []
+    try:
+        listed = await state.client.list(EVENTS, meta.get("namespace"),
+                                         field_selector=f"involvedObject.name={task_id}")
+        events = listed.get("items") or []
+    except ApiError:
+        try:
+            events = (await state.client.list(EVENTS, meta.get("namespace"))).get("items") or []
+        except ApiError:
+            events = []
+    uid = meta.get("uid")
+    mine = [e for e in events if (e.get("involvedObject") or {}).get("name") == task_id
+            and (e.get("involvedObject") or {}).get("kind") in (None, "Task")
+            and (not uid or (e.get("involvedObject") or {}).get("uid") in (None, uid))]
+    return FastJSON(timeline(obj, mine))
+
+
+@router.get("/{task_id}/compare/{other_id}", name="compare", response_model=TaskComparison,
+            responses=error_responses(*COMMON_ERRORS), summary="Compare two tasks")
+async def compare(task_id: TaskId, other_id: str, user: CurrentUser, state: State, tasks: TaskCache) -> Response:
+    return FastJSON(compare_tasks(find_task(state, user, task_id), find_task(state, user, other_id)))
+
+
+@router.get(
+    "/{task_id}/logs", name="logs", response_class=PlainTextResponse,
+    responses={**error_responses(401, 404, 409, 429, 503),
+               200: {"content": {"text/plain": {"example": "Processing...\ndone\n"}}}},
+    summary="The task's pod log",
+)
+async def task_logs(
+    task_id: TaskId, user: CurrentUser, state: State, tasks: TaskCache,
+    tail: Annotated[int | None, Query(ge=0, le=100_000, description="Only the last N lines")] = None,
+    follow: Annotated[bool, Query(description="Stream until the container ends")] = False,
+    execution: Annotated[str | None, Query(description="Execution id (default: the latest)")] = None,
+) -> Response:
+    """Proxies the pod log through the apiserver. 409 before the task has started; 404 when the
+    cluster has no log for it (e.g. simulated nodes)."""
+    obj = find_task(state, user, task_id)
+    namespace = obj["metadata"]["namespace"]
+    executions = (obj.get("status") or {}).get("executions") or []
+    chosen = _find_execution(obj, execution)[0] if execution else (executions[-1] if executions else None)
+    pod = (chosen or {}).get("podName")
+    if not pod:
+        if task_phase(obj) in ("Pending", "Queued"):
+            raise RestError(409, "LOGS_NOT_AVAILABLE",
+                            f"Task {task_id} has not started yet; there are no logs")
+        try:
+            pods = (await state.client.list(PODS, namespace, label_selector=f"kubetask.io/task={task_id}"))
+        except ApiError as error:
+            raise problem_from_api_error(error) from error
+        items = sorted(pods.get("items") or [],
+                       key=lambda p: str((p.get("metadata") or {}).get("creationTimestamp") or ""))
+        if not items:
+            raise RestError(404, "LOGS_NOT_AVAILABLE", f"Task {task_id} has no pod (any more); no logs")
+        pod = items[-1]["metadata"]["name"]
+    if follow:
+        stream = state.client.stream_pod_logs(pod, namespace, tail_lines=tail)
+        try:
+            first = await stream.__anext__()
+        except StopAsyncIteration:
+            first = b""
+        except ApiError as error:
+            raise _log_problem(task_id, error) from error
+
+        async def body() -> AsyncIterator[bytes]:
+            if first:
+                yield first
+            async for chunk in stream:
+                yield chunk
+
+        return StreamingResponse(body(), media_type="text/plain; charset=utf-8",
+                                 headers={"X-Pod-Name": pod})
+    try:
+        text = await state.client.pod_logs(pod, namespace, tail_lines=tail)
+    except ApiError as error:
+        raise _log_problem(task_id, error) from error
+    return PlainTextResponse(text, headers={"X-Pod-Name": pod})
+
+
+def _log_problem(task_id: str, error: ApiError) -> RestError:
+    if error.status == 400:
+        return RestError(409, "LOGS_NOT_AVAILABLE", f"the pod of task {task_id} has no logs yet: {error.message}")
+    if error.status in (404, 405, 501):
+        return RestError(404, "LOGS_NOT_AVAILABLE",
+                         f"no logs for task {task_id}: the pod is gone or this cluster serves no pod logs")
+    return problem_from_api_error(error)
+
+
+# --------------------------------------------------------------------------- completion callback
+
+
+@router.post(
+    "/{task_id}/complete", name="complete", response_model=CompletionAccepted,
+    responses=error_responses(401, 404, 409, 422, 503), summary="Report a task's result (callback)",
+)
+async def complete_task(
+    task_id: TaskId, request: Request, state: State, tasks: TaskCache, report: CompletionReport,
+    x_task_token: Annotated[str | None, Header(description="The per-task token handed to the pod")] = None,
+) -> Response:
+    """Called by the running task with its per-task token (``X-Task-Token`` or ``Authorization: Bearer``).
+    Records ``status.result`` (source ``callback``). The task's owner may also call it with their key."""
+    token = x_task_token
+    authorization = request.headers.get("authorization") or ""
+    if not token and authorization.lower().startswith("bearer "):
+        token = authorization[7:].strip()
+    candidates = state.tasks.by_index("name", task_id)
+    target = None
+    if token:
+        for obj in candidates:
+            meta = obj.get("metadata") or {}
+            if verify_task_token(state.settings.callback_secret, str(meta.get("namespace")), task_id,
+                                 str(meta.get("uid")), token):
+                target = obj
+                break
+    if target is None:
+        principal = None
+        if request.headers.get("x-api-key") or authorization:
+            try:
+                principal = await authenticate(request, state)
+            except RestError:
+                principal = None
+        if principal is not None:
+            target = find_task(state, principal, task_id)
+        elif candidates or token:
+            raise RestError(401, "INVALID_TASK_TOKEN", "the task token is missing or does not match this task")
+        else:
+            raise RestError(401, "UNAUTHORIZED", "authentication required: send X-Task-Token")
+    if task_phase(target) == "Cancelled":
+        raise RestError(409, "TASK_ALREADY_FINISHED", f"Task {task_id} was cancelled")
+    data = report.model_dump(exclude_unset=True)
+    result = data["result"] if set(data) == {"result"} else data
+    meta = target["metadata"]
+    try:
+        updated = await state.client.patch_status(
+            TASKS, task_id, {"status": {"result": result, "resultSource": "callback"}}, meta["namespace"])
+    except ApiError as error:
+        raise problem_from_api_error(error) from error
+    state.tasks.upsert(updated)
+    return FastJSON({"ok": True, "task_id": task_id, "status": public_status(updated)})

@@ -1,0 +1,58 @@
+"""``/templates``: the TaskTemplates (cluster-scoped), from the watch cache."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, Query
+from fastapi.responses import Response
+
+from kubetask.api.deps import CurrentUser, State
+from kubetask.api.routes.common import FastJSON
+from kubetask.api.schemas import TemplatePublic, TemplateValidation, error_responses
+from kubetask.core.rest import RestError, check_parameters, find_template, template_public
+
+router = APIRouter(prefix="/templates", tags=["templates"])
+
+
+def _get(state: Any, name: str) -> dict[str, Any]:
+    template = find_template(state.templates.list(), name)
+    if template is None:
+        raise RestError(404, "TEMPLATE_NOT_FOUND", f"Template {name} not found")
+    return dict(template)
+
+
+@router.get("", name="list", response_model=list[TemplatePublic],
+            responses=error_responses(401, 429, 503), summary="List templates")
+async def list_templates(user: CurrentUser, state: State) -> Response:
+    """Seed 002: a bare array of ``{name, description, parameters[]}``."""
+    items = sorted(state.templates.list(), key=lambda t: str((t.get("metadata") or {}).get("name")))
+    return FastJSON([template_public(t) for t in items])
+
+
+@router.post("/validate", name="validate", response_model=TemplateValidation,
+             responses=error_responses(401, 404, 422, 429, 503), summary="Validate template parameters")
+async def validate_template(
+    user: CurrentUser, state: State,
+    template_name: Annotated[str | None, Query(description="The template to validate against")] = None,
+    body: Annotated[dict[str, Any] | None, Body(examples=[{"model": "llama3.1:8b", "prompt": "Hi"}])] = None,
+) -> Response:
+    """Seed 002: the body is the parameters object. ``{valid, missing_parameters, invalid_parameters}``."""
+    params = dict(body or {})
+    if template_name is None:
+        name = params.pop("template_name", None) or params.pop("template", None)
+        if isinstance(params.get("parameters"), dict):
+            params = dict(params["parameters"])
+        if not isinstance(name, str):
+            raise RestError(422, "VALIDATION_ERROR", "template_name: is required", field="template_name")
+        template_name = name
+    template = _get(state, template_name)
+    check = check_parameters(template.get("spec") or {}, params)
+    return FastJSON({"valid": check.valid, "missing_parameters": check.missing,
+                     "invalid_parameters": check.invalid, "template": template["metadata"]["name"]})
+
+
+@router.get("/{template_name}", name="get", response_model=TemplatePublic,
+            responses=error_responses(401, 404, 429, 503), summary="Get a template")
+async def get_template(template_name: str, user: CurrentUser, state: State) -> Response:
+    return FastJSON(template_public(_get(state, template_name), detail=True))

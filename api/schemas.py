@@ -1,0 +1,476 @@
+"""Request and response models: what ``/docs`` and ``/redoc`` show, with examples.
+
+Request models accept every seed's field names (and keep unknown fields, so the
+pure core can name what it refuses).  Responses are built by
+:mod:`kubetask.core.rest` and described here; the routes return them as JSON
+directly, so these models document rather than filter.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+# --------------------------------------------------------------------------- errors
+
+
+class FieldError(BaseModel):
+    field: str | None = None
+    message: str
+    type: str | None = None
+
+
+class ErrorResponse(BaseModel):
+    """The error body of every endpoint."""
+
+    detail: str = Field(description="What went wrong, in words a person can act on.")
+    code: str = Field(description="Stable machine code, e.g. TASK_NOT_FOUND, TOO_MANY_PENDING, RATE_LIMITED.")
+    request_id: str = Field(description="Also sent as the X-Request-ID header.")
+    timestamp: str
+    field: str | None = Field(default=None, description="The offending field (422).")
+    errors: list[FieldError] | None = Field(default=None, description="Every offending field (422).")
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "detail": "Task build-report-1a2b3c4d not found", "code": "TASK_NOT_FOUND",
+        "request_id": "req_5f0c3b1e9a7d4c2b8e6f1a0d3c5b7e9f", "timestamp": "2026-01-25T14:00:00Z",
+    }]})
+
+
+def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
+    descriptions = {
+        400: "Bad request (e.g. too many pending tasks)", 401: "Missing or invalid credentials",
+        403: "Forbidden (e.g. over a hard quota; the limit is named)", 404: "Not found (or not yours)",
+        409: "Conflict with the task's state", 422: "Validation error naming the field",
+        429: "Rate limited (see X-RateLimit-* and Retry-After)", 503: "Kubernetes or admission unavailable",
+    }
+    return {c: {"model": ErrorResponse, "description": descriptions.get(c, "Error")} for c in codes}
+
+
+# --------------------------------------------------------------------------- tasks: requests
+
+
+class TemplateRefIn(BaseModel):
+    name: str
+    parameters: dict[str, Any] = Field(default_factory=dict)
+
+
+class ResourcesIn(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    gpus: int | None = Field(default=None, ge=0, le=64)
+    gpu_type: str | None = None
+    cpu: str | int | None = None
+    memory: str | int | None = None
+
+
+class TaskCreate(BaseModel):
+    """A task in any seed's dialect. Say what runs with ONE of: ``template`` (+ ``parameters``),
+    ``task_type`` (+ ``model_name`` + ``input_data``), ``script_content`` (+ ``script_type``), ``image``
+    (+ ``command``/``args``), or a ``task_name`` that names a TaskTemplate (or one of its aliases)."""
+
+    model_config = ConfigDict(extra="allow", json_schema_extra={"examples": [
+        {"template": "ollama-inference",
+         "parameters": {"model": "llama3.1:8b", "prompt": "Explain quantum computing in simple terms"},
+         "priority": 5},
+        {"name": "Data Processing Script", "description": "Process CSV data and generate report",
+         "script_content": "import pandas as pd\nprint('Processing...')", "script_type": "python",
+         "timeout_seconds": 30, "metadata": {"tags": ["data", "processing"], "priority": "high"}},
+        {"task_name": "process_payment", "task_args": [1234],
+         "task_kwargs": {"currency": "USD", "amount": 99.99}, "priority": 8, "queue_name": "payments",
+         "max_retries": 3, "timeout_seconds": 300, "scheduled_at": "2026-01-25T14:30:00Z"},
+        {"task_type": "text_generation", "model_name": "microsoft/DialoGPT-medium",
+         "input_data": {"prompt": "Hello, how are you today?"},
+         "parameters": {"max_length": 100, "temperature": 0.8, "do_sample": True}},
+    ]})
+
+    name: str | None = Field(default=None, min_length=1, max_length=255, description="Display name (1-255).")
+    task_name: str | None = Field(default=None, min_length=1, max_length=255,
+                                  description="Seed 003: names the task; a TaskTemplate of that name/alias runs.")
+    description: str | None = None
+    template: str | TemplateRefIn | None = Field(default=None, description="TaskTemplate name.")
+    parameters: dict[str, Any] | None = Field(default=None, description="Template (or model) parameters.")
+    task_type: str | None = Field(default=None, description="Seed 004 task type, e.g. text_generation.")
+    model_name: str | None = None
+    input_data: Any = None
+    script_content: str | None = Field(default=None, description="Script source, at most 1 MiB.")
+    script_type: str | None = Field(default=None, description="python or bash (default python).")
+    image: str | None = Field(default=None, description="Container image to run.")
+    command: list[str] | str | None = None
+    args: list[Any] | None = None
+    env: dict[str, Any] | list[dict[str, Any]] | None = None
+    task_args: list[Any] | None = None
+    task_kwargs: dict[str, Any] | None = None
+    priority: int | str | None = Field(default=None, description="0-10 (default 5), or low/normal/high/critical.")
+    queue_name: str | None = Field(default=None, description="Queue (default 'default').")
+    depends_on: list[str] | None = Field(default=None, description="Task ids that must succeed first.")
+    scheduled_at: datetime | None = Field(default=None, description="Start not before this time.")
+    timeout_seconds: int | None = Field(default=None, ge=1, description="1 .. the tenant's max (default 3600).")
+    max_retries: int | None = Field(default=None, ge=0, le=20)
+    retry_backoff_seconds: int | None = Field(default=None, ge=0)
+    gpus: int | None = Field(default=None, ge=0, le=64)
+    gpu_type: str | None = None
+    resources: ResourcesIn | None = None
+    metadata: dict[str, Any] | None = Field(default=None, description="Free-form; tags and priority are read.")
+    tags: list[str] | None = None
+    annotations: dict[str, str | int | float | bool] | None = Field(
+        default=None, description="Annotations on the task's pod.")
+    node_selector: dict[str, str] | None = None
+    runtime: str | None = Field(default=None, description="job (default) or pod.")
+    ttl_seconds_after_finished: int | None = Field(default=None, ge=0)
+
+
+class TaskUpdate(BaseModel):
+    """Fields that may change before a task starts (``PUT``/``PATCH /tasks/{id}``)."""
+
+    model_config = ConfigDict(extra="allow", json_schema_extra={"examples": [
+        {"name": "Nightly report", "priority": 8, "timeout_seconds": 600,
+         "metadata": {"tags": ["nightly"]}},
+    ]})
+
+    name: str | None = Field(default=None, min_length=1, max_length=255)
+    description: str | None = None
+    priority: int | str | None = None
+    queue_name: str | None = None
+    timeout_seconds: int | None = Field(default=None, ge=1)
+    max_retries: int | None = Field(default=None, ge=0, le=20)
+    scheduled_at: datetime | None = None
+    parameters: dict[str, Any] | None = None
+    task_args: list[Any] | None = None
+    task_kwargs: dict[str, Any] | None = None
+    metadata: dict[str, Any] | None = None
+    tags: list[str] | None = None
+    annotations: dict[str, str] | None = None
+
+
+class PriorityUpdate(BaseModel):
+    priority: int | str | None = Field(default=None, description="0-10 or a word (low/normal/high/critical).")
+
+
+class CompletionReport(BaseModel):
+    """The completion callback body (seed 000's TaskResult, or any ``result``)."""
+
+    model_config = ConfigDict(extra="allow", json_schema_extra={"examples": [
+        {"status": "completed", "summary": "Report generated", "files_changed": ["report.csv"]},
+        {"result": {"generated_text": "Hello!", "tokens_generated": 18}},
+    ]})
+
+    status: str | None = Field(default=None, description="completed or failed")
+    result: Any = None
+    summary: str | None = None
+    files_changed: list[str] | None = None
+    error: str | None = None
+
+
+# --------------------------------------------------------------------------- tasks: responses
+
+
+class ExecutionPublic(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    id: str
+    execution_id: str
+    task_id: str | None = None
+    status: str
+    started_at: str | None = None
+    completed_at: str | None = None
+    duration_seconds: float | None = None
+    exit_code: int | None = None
+    reason: str | None = None
+    message: str | None = None
+    worker_id: str | None = None
+    job_name: str | None = None
+    pod_name: str | None = None
+
+
+class ResourceUsage(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    gpus: int | None = None
+    gpu_type: str | None = None
+    gpu_seconds: float | None = None
+    gpu_hours: float | None = None
+    duration_seconds: float | None = None
+    model_name: str | None = None
+    inference_time_seconds: float | None = None
+
+
+class TaskPublic(BaseModel):
+    """A task as every seed sees it: ``id`` and ``task_id``, ``name`` and ``task_name``, lowercase ``status``."""
+
+    model_config = ConfigDict(extra="allow", json_schema_extra={"examples": [{
+        "id": "data-processing-scr-1a2b3c4d", "task_id": "data-processing-scr-1a2b3c4d",
+        "name": "Data Processing Script", "task_name": "Data Processing Script", "status": "completed",
+        "priority": 8, "queue_name": "default", "user_id": "alice", "template": None, "parameters": None,
+        "task_type": None, "model_name": None, "depends_on": [], "tags": ["data", "processing"],
+        "created_at": "2025-07-03T10:00:00Z", "started_at": "2025-07-03T10:00:05Z",
+        "completed_at": "2025-07-03T10:00:20Z", "worker_id": "gpu-node-1", "retry_count": 0,
+        "max_retries": 0, "queue_position": None, "estimated_completion": "2025-07-03T10:00:20Z",
+        "result": {"rows": 1200}, "resource_usage": {"gpus": 0, "gpu_seconds": 0, "duration_seconds": 15.0},
+    }]})
+
+    id: str
+    task_id: str
+    name: str
+    task_name: str
+    description: str | None = None
+    status: str = Field(description="pending | queued | running | completed | failed | cancelled")
+    priority: int
+    queue_name: str
+    user_id: str | None = None
+    template: str | None = None
+    parameters: dict[str, Any] | None = None
+    task_type: str | None = None
+    model_name: str | None = None
+    script_type: str | None = None
+    task_args: list[Any] = Field(default_factory=list)
+    task_kwargs: dict[str, Any] = Field(default_factory=dict)
+    depends_on: list[str] = Field(default_factory=list)
+    tags: list[str] = Field(default_factory=list)
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    annotations: dict[str, str] = Field(default_factory=dict)
+    timeout_seconds: int | None = None
+    max_retries: int = 0
+    retry_count: int = 0
+    scheduled_at: str | None = None
+    created_at: str | None = None
+    started_at: str | None = None
+    completed_at: str | None = None
+    cancelled_at: str | None = None
+    worker_id: str | None = Field(default=None, description="The node the task ran on.")
+    queue_position: int | None = None
+    estimated_start_time: str | None = None
+    estimated_completion: str | None = None
+    waiting_reason: str | None = Field(default=None, description="Why the task is not running yet.")
+    result: Any = None
+    error: str | None = None
+    resource_usage: ResourceUsage | None = None
+
+
+class TaskList(BaseModel):
+    """The list envelope (``?format=array`` returns just the array)."""
+
+    model_config = ConfigDict(extra="allow")
+    total: int
+    limit: int
+    offset: int
+    page: int
+    pages: int
+    has_more: bool
+    tasks: list[TaskPublic]
+    data: list[TaskPublic] = Field(description="Same items as ``tasks`` (seed 003's generic envelope).")
+
+
+class TaskCancelled(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "task_id": "hello-1a2b3c4d", "id": "hello-1a2b3c4d", "status": "cancelled",
+        "cancelled_at": "2025-05-30T12:00:45Z", "cancelled": True, "message": "Task cancelled successfully",
+    }]})
+    task_id: str
+    id: str
+    status: str
+    cancelled_at: str | None
+    cancelled: bool = True
+    message: str
+
+
+class TaskPriorityChanged(BaseModel):
+    id: str
+    task_id: str
+    priority: int
+    status: str
+
+
+class TaskReplayed(BaseModel):
+    task_id: str
+    id: str
+    status: str
+    original_task_id: str
+
+
+class TaskExecuteAccepted(BaseModel):
+    task_id: str
+    id: str
+    status: str
+    execution_requested: bool
+    message: str
+
+
+class ExecutionList(BaseModel):
+    task_id: str
+    total: int
+    executions: list[ExecutionPublic]
+
+
+class TimelineEvent(BaseModel):
+    timestamp: str
+    event_type: str
+    details: dict[str, Any]
+    source: str
+
+
+class TaskTimeline(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    task_id: str
+    task_name: str
+    status: str
+    created_at: str | None
+    started_at: str | None
+    completed_at: str | None
+    duration_seconds: float | None
+    events: list[TimelineEvent]
+
+
+class TaskComparison(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    same_function: bool
+    same_args: bool
+    same_priority: bool
+    timing: dict[str, float | None]
+
+
+class CompletionAccepted(BaseModel):
+    ok: bool = True
+    task_id: str
+    status: str
+
+
+class StatusGroups(BaseModel):
+    """Seed 002's tasks grouped by status."""
+
+    pending: list[TaskPublic]
+    queued: list[TaskPublic]
+    running: list[TaskPublic]
+    completed: list[TaskPublic]
+    failed: list[TaskPublic]
+    cancelled: list[TaskPublic]
+
+
+# --------------------------------------------------------------------------- queue and limits
+
+
+class WaitingTask(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    task_id: str
+    name: str
+    status: str
+    priority: int
+    position: int | None
+    estimated_start_time: str | None
+    waiting_reason: str | None
+
+
+class LimitValues(BaseModel):
+    max_running: int | None = None
+    max_pending: int | None = None
+    max_gpus_per_task: int | None = None
+    gpu_quota: int | None = None
+    cpu_quota: str | None = None
+    memory_quota: str | None = None
+    monthly_gpu_hours: float | None = None
+    max_timeout_seconds: int | None = None
+    requests_per_minute: int | None = None
+
+
+class QueueStatus(BaseModel):
+    """Seed 000's QueueStatus, plus each waiting task's position and estimated start."""
+
+    model_config = ConfigDict(extra="allow", json_schema_extra={"examples": [{
+        "user_id": "alice", "running": 2, "pending": 3, "max_concurrent": 4, "max_pending": 50,
+        "can_start_more": True, "can_submit": True, "monthly_hours_used": 12.5, "monthly_hours_limit": 100,
+        "monthly_hours_remaining": 87.5, "pending_tasks": [
+            {"task_id": "train-1a2b3c4d", "name": "train", "status": "queued", "priority": 5, "position": 1,
+             "estimated_start_time": "2026-01-25T14:30:00Z", "waiting_reason": "alice has 4 of 4 running tasks"}],
+    }]})
+    user_id: str
+    running: int
+    pending: int
+    max_concurrent: int | None
+    max_pending: int | None
+    can_start_more: bool
+    can_submit: bool
+    monthly_hours_used: float
+    monthly_hours_limit: float | None
+    monthly_hours_remaining: float | None
+    limits: LimitValues
+    pending_tasks: list[WaitingTask]
+
+
+class UserLimits(BaseModel):
+    """Seed 000's UserLimits, plus kubetask's limit names and usage."""
+
+    model_config = ConfigDict(extra="allow")
+    user_id: str
+    plan: str
+    max_concurrent_agents: int | None
+    max_task_duration_minutes: int
+    monthly_agent_hours_limit: float | None
+    monthly_agent_hours_used: float
+    billing_cycle_resets_at: str | None
+    limits: LimitValues
+    usage: dict[str, Any]
+
+
+class LimitsPatch(BaseModel):
+    """Limits to change (snake_case or the Tenant's camelCase); ``null`` removes a limit."""
+
+    model_config = ConfigDict(extra="allow", json_schema_extra={"examples": [
+        {"max_running": 8, "max_pending": 100, "monthly_gpu_hours": 500, "requests_per_minute": 1200},
+    ]})
+    max_running: int | None = None
+    max_pending: int | None = None
+    max_gpus_per_task: int | None = None
+    gpu_quota: int | None = None
+    monthly_gpu_hours: float | None = None
+    max_timeout_seconds: int | None = None
+    requests_per_minute: int | None = None
+
+
+# --------------------------------------------------------------------------- templates
+
+
+class TemplateParameterPublic(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    name: str
+    type: str
+    required: bool
+    description: str | None = None
+
+
+class TemplatePublic(BaseModel):
+    model_config = ConfigDict(extra="allow", json_schema_extra={"examples": [{
+        "name": "ollama-inference", "description": "Run inference with specified model and prompt",
+        "parameters": [{"name": "model", "type": "string", "required": True, "description": "Ollama model name"},
+                       {"name": "prompt", "type": "string", "required": True, "description": "Prompt"}],
+        "task_types": ["text_generation"], "aliases": [],
+    }]})
+    name: str
+    description: str | None = None
+    parameters: list[TemplateParameterPublic]
+    task_types: list[str] = Field(default_factory=list)
+    aliases: list[str] = Field(default_factory=list)
+    steps: list[dict[str, Any]] | None = None
+
+
+class TemplateValidation(BaseModel):
+    valid: bool
+    missing_parameters: list[str]
+    invalid_parameters: list[str]
+
+
+# --------------------------------------------------------------------------- system
+
+
+class Health(BaseModel):
+    model_config = ConfigDict(extra="allow", json_schema_extra={"examples": [{
+        "status": "healthy", "timestamp": "2025-05-30T12:00:00Z", "version": "0.1.0", "uptime": 3600,
+        "checks": {"apiserver": "healthy", "cache": "healthy"}, "active_tasks": 5, "pending_tasks": 12,
+        "completed_tasks": 157, "failed_tasks": 3,
+    }]})
+    status: str
+    timestamp: str
+    version: str
+    uptime: float
+    checks: dict[str, str]
+    active_tasks: int
+    pending_tasks: int
+    completed_tasks: int
+    failed_tasks: int

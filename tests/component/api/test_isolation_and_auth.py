@@ -1,0 +1,66 @@
+"""Isolation (another user's task is 404 everywhere; admins see all) and the two ways to authenticate."""
+
+from __future__ import annotations
+
+import httpx
+from kt_api_support import Stack, assert_error_body
+
+from kubetask.kube.bootstrap import ensure_tenant
+
+BODY = {"name": "private", "script_content": "print('secret')"}
+
+
+def test_bob_cannot_touch_alices_task(shared: Stack, a: httpx.Client, b: httpx.Client) -> None:
+    task = a.post("/tasks", json=BODY).json()
+    tid = task["id"]
+    for method, path in (
+        ("GET", f"/tasks/{tid}"), ("PUT", f"/tasks/{tid}"), ("PATCH", f"/tasks/{tid}"),
+        ("DELETE", f"/tasks/{tid}"), ("POST", f"/tasks/{tid}/cancel"), ("POST", f"/tasks/{tid}/replay"),
+        ("POST", f"/tasks/{tid}/execute"), ("GET", f"/tasks/{tid}/logs"), ("GET", f"/tasks/{tid}/timeline"),
+        ("GET", f"/tasks/{tid}/executions"), ("PATCH", f"/tasks/{tid}/priority?priority=1"),
+        ("GET", f"/tasks/{tid}/compare/{tid}"),
+    ):
+        response = b.request(method, path, json={"name": "x"} if method in ("PUT", "PATCH") else None)
+        assert_error_body(response, 404)
+    assert tid not in {t["id"] for t in b.get("/tasks", params={"limit": 1000}).json()["tasks"]}
+    assert all(tid != t["id"] for group in b.get("/tasks/status").json().values() for t in group)
+    assert b.get("/tasks", params={"search": "private", "limit": 1000}).json()["total"] == 0
+    assert a.get(f"/tasks/{tid}").status_code == 200
+
+
+def test_admin_sees_everyone(a: httpx.Client, b: httpx.Client, root: httpx.Client) -> None:
+    mine = a.post("/tasks", json=BODY).json()["id"]
+    theirs = b.post("/tasks", json=BODY).json()["id"]
+    listed = {t["id"] for t in root.get("/tasks", params={"limit": 1000}).json()["tasks"]}
+    assert {mine, theirs} <= listed
+    only_bob = root.get("/tasks", params={"user_id": "bob", "limit": 1000}).json()["tasks"]
+    assert theirs in {t["id"] for t in only_bob} and all(t["user_id"] == "bob" for t in only_bob)
+    assert root.get(f"/tasks/{mine}").json()["user_id"] == "alice"
+
+
+def test_bearer_kubernetes_token_via_tokenreview(shared: Stack) -> None:
+    shared.cluster.add_token("frank-k8s-token", "frank@example.com", ["devs"])
+    shared.kube(lambda c: ensure_tenant(c, "frank", api_key=None,
+                                        subjects=[{"kind": "User", "name": "frank@example.com"}]))
+    with shared.client(Authorization="Bearer frank-k8s-token") as frank:
+        shared.wait_for(lambda: frank.get("/users/me/limits").status_code == 200, timeout=15)
+        assert frank.get("/users/me/limits").json()["user_id"] == "frank"
+        created = frank.post("/tasks", json=BODY)
+        assert created.status_code == 201 and created.json()["user_id"] == "frank"
+    with shared.client(Authorization="Bearer not-a-token") as nobody:
+        assert_error_body(nobody.get("/tasks"), 401, "INVALID_CREDENTIALS")
+    shared.cluster.add_token("stranger-token", "stranger@example.com")
+    with shared.client(Authorization="Bearer stranger-token") as stranger:
+        assert_error_body(stranger.get("/tasks"), 401)
+
+
+def test_api_key_as_bearer(shared: Stack) -> None:
+    with shared.client(Authorization="Bearer dev-alice-key") as alice:
+        assert alice.get("/users/me/limits").json()["user_id"] == "alice"
+
+
+def test_health_and_metrics_need_no_auth(shared: Stack) -> None:
+    with shared.client() as anonymous:
+        assert anonymous.get("/health").status_code == 200
+        assert anonymous.get("/metrics").status_code == 200
+        assert_error_body(anonymous.get("/tasks/queue-status"), 401)
