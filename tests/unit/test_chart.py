@@ -173,9 +173,10 @@ def test_api_rbac_and_secret_scoping() -> None:
     grants = _grants(render("defaults"), "-api")
     assert grants[("kubetask.io", "tasks")] == {"get", "list", "watch", "create", "patch", "delete"}
     assert grants[("authentication.k8s.io", "tokenreviews")] == {"create"}
-    assert grants[("authorization.k8s.io", "subjectaccessreviews")] == {"create"}
+    assert grants[("kubetask.io", "tasks/status")] == {"patch"}
     assert grants[("", "secrets")] == {"get", "list", "watch"}
-    assert ("", "configmaps") not in grants
+    assert grants[("", "configmaps")] == {"get", "create", "update"}
+    assert ("batch", "jobs") not in grants, "the API never touches Jobs"
     full = render("full")
     cluster_api = one(full, "ClusterRole", "-api")
     assert not any("secrets" in r["resources"] for r in cluster_api["rules"])
