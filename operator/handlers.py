@@ -1,0 +1,253 @@
+"""Kopf handlers: thin adapters from Kopf onto the state views, the core rules and the cluster.
+
+``build_registry(state)`` returns a fresh :class:`kopf.OperatorRegistry` whose
+handlers close over one operator instance's :class:`State` — nothing is
+registered globally, so an operator can be started and stopped many times in
+one process.
+
+* Views: ``@kopf.index`` handlers keep the in-memory views of Tasks, Jobs,
+  Pods, Nodes, ResourceQuotas, Tenants and TaskTemplates (Kopf pre-populates
+  all indexes before any other handler runs, so the first ``@kopf.on.event``
+  call proves the views are complete); ``@kopf.on.event`` handlers drop
+  deleted objects and wake the scheduler.  Neither writes to the objects: no
+  progress annotations, no finalizers on the hot path.
+* Tenants: ``@kopf.on.resume/create/update`` reconcile each Tenant into its
+  Namespace, ResourceQuota, LimitRange, Role and RoleBinding.
+* Admission: ``@kopf.on.mutate`` and ``@kopf.on.validate`` on Tasks run
+  :mod:`kubetask.core.admission`.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Mapping
+from typing import Any
+
+import kopf
+
+from kubetask import GROUP, VERSION
+from kubetask.core import admission
+from kubetask.core.tenants import build_tenant_objects, tenant_namespace
+from kubetask.kube.client import (
+    LIMIT_RANGES,
+    NAMESPACES,
+    RESOURCE_QUOTAS,
+    ROLE_BINDINGS,
+    ROLES,
+    ApiError,
+    Resource,
+)
+from kubetask.operator.state import Key, State, View
+
+log = logging.getLogger("kubetask.operator")
+
+WEBHOOK_MEMORY_SECONDS = 30.0
+_KINDS = {"Namespace": NAMESPACES, "ResourceQuota": RESOURCE_QUOTAS, "LimitRange": LIMIT_RANGES,
+          "Role": ROLES, "RoleBinding": ROLE_BINDINGS}
+
+
+def _plain(body: Mapping[str, Any]) -> dict[str, Any]:
+    """A plain dict of a Kopf body (its nested values already are plain JSON)."""
+    return {key: body[key] for key in body}
+
+
+def _register_view(registry: kopf.OperatorRegistry, state: State, view: View, selector: tuple[str, ...],
+                   name: str) -> None:
+    def index_fn(body: kopf.Body, **_: Any) -> None:
+        if view.upsert(_plain(body)) and state.synced.is_set():
+            state.poke()
+
+    def event_fn(type: str | None, body: kopf.Body, **_: Any) -> None:
+        if type == "DELETED":
+            view.remove(_plain(body))
+        if not state.synced.is_set():
+            log.info("views synced: %d tasks, %d jobs, %d pods, %d nodes", len(state.tasks), len(state.jobs),
+                     len(state.pods), len(state.nodes))
+            state.synced.set()
+        state.poke()
+
+    kopf.index(*selector, id=f"view-{name}", registry=registry)(index_fn)
+    kopf.on.event(*selector, id=f"wake-{name}", registry=registry)(event_fn)
+
+
+def build_registry(state: State) -> kopf.OperatorRegistry:
+    """All of one operator instance's handlers, in a registry of their own."""
+    registry = kopf.OperatorRegistry()
+
+    @kopf.on.login(registry=registry)
+    def login(**_: Any) -> kopf.ConnectionInfo:
+        info = state.connection_info
+        if not isinstance(info, kopf.ConnectionInfo):
+            raise kopf.LoginError("no connection info")
+        return info
+
+    _register_view(registry, state, state.tasks, (GROUP, VERSION, "tasks"), "tasks")
+    _register_view(registry, state, state.jobs, ("batch", "v1", "jobs"), "jobs")
+    _register_view(registry, state, state.pods, ("v1", "pods"), "pods")
+    _register_view(registry, state, state.nodes, ("v1", "nodes"), "nodes")
+    _register_view(registry, state, state.quotas, ("v1", "resourcequotas"), "resourcequotas")
+    _register_view(registry, state, state.tenants, (GROUP, VERSION, "tenants"), "tenants")
+    _register_view(registry, state, state.templates, (GROUP, VERSION, "tasktemplates"), "tasktemplates")
+
+    # ------------------------------------------------------------------ tenants
+
+    @kopf.on.resume(GROUP, VERSION, "tenants", registry=registry, id="tenant-objects")
+    @kopf.on.create(GROUP, VERSION, "tenants", registry=registry, id="tenant-objects")
+    @kopf.on.update(GROUP, VERSION, "tenants", field="spec", registry=registry, id="tenant-objects")
+    async def reconcile_tenant(body: kopf.Body, **_: Any) -> None:
+        tenant = _plain(body)
+        try:
+            await apply_tenant(state, tenant)
+        except ApiError as error:
+            if error.retryable or error.status >= 500:
+                raise kopf.TemporaryError(f"apiserver: {error}", delay=2) from error
+            raise kopf.PermanentError(f"cannot reconcile tenant: {error}") from error
+        state.poke()
+
+    if state.settings.delete_namespace_with_tenant:
+        @kopf.on.delete(GROUP, VERSION, "tenants", registry=registry, id="tenant-namespace")
+        async def delete_tenant_namespace(body: kopf.Body, **_: Any) -> None:
+            name = str(body["metadata"]["name"])
+            namespace = tenant_namespace(name, body.get("spec"), state.settings.tenant_namespace_prefix)
+            await state.client.delete(NAMESPACES, namespace)
+
+    # ------------------------------------------------------------------ admission
+
+    if state.settings.webhook_enabled:
+        @kopf.on.mutate(GROUP, VERSION, "tasks", operations=["CREATE", "UPDATE"], id="defaults",
+                        registry=registry)
+        def mutate_task(**kwargs: Any) -> None:
+            body: kopf.Body = kwargs["body"]
+            patch: kopf.Patch = kwargs["patch"]
+            operation: str | None = kwargs.get("operation")
+            old: Any = kwargs.get("old")
+            userinfo: Mapping[str, Any] = kwargs.get("userinfo") or {}
+            spec = dict(body.get("spec") or {})
+            namespace = str(body.get("metadata", {}).get("namespace") or "default")
+            if operation == "UPDATE":
+                old_user = ((old or {}).get("spec") or {}).get("user")
+                if old_user and spec.get("user") != old_user:
+                    raise kopf.AdmissionError(f"spec.user is immutable (it was '{old_user}')", code=422)
+                return
+            tenant_name, tenant = state.tenant_of_namespace(namespace)
+            username = str((userinfo or {}).get("username") or "")
+            if username.startswith("system:serviceaccount:"):
+                username = username.rsplit(":", 1)[-1]
+            elif username.startswith("system:") or username in ("admin", "kubernetes-admin"):
+                username = ""
+            fallback = spec.get("user") or username or namespace
+            defaulted = admission.default_spec(
+                spec, tenant_name=tenant_name, tenant_spec=(tenant or {}).get("spec"),
+                templates=state.templates_by_name(), default_queue=state.settings.default_queue,
+                fallback_user=str(fallback))
+            for key, value in defaulted.items():
+                if spec.get(key) != value:
+                    patch.setdefault("spec", {})[key] = value
+
+        @kopf.on.validate(GROUP, VERSION, "tasks", operations=["CREATE", "UPDATE"], id="rules",
+                          registry=registry)
+        def validate_task(**kwargs: Any) -> None:
+            body: kopf.Body = kwargs["body"]
+            old: Any = kwargs.get("old")
+            operation: str | None = kwargs.get("operation")
+            meta = body.get("metadata") or {}
+            namespace = str(meta.get("namespace") or "default")
+            name = meta.get("name")
+            spec = dict(body.get("spec") or {})
+            tenant_name, tenant = state.tenant_of_namespace(namespace)
+            user = tenant_name or str(spec.get("user") or namespace)
+            verdict = admission.validate_task(
+                spec, name=name, namespace=namespace, operation=operation or "CREATE",
+                old=dict(old) if old else None, tenant_name=tenant_name,
+                tenant_spec=(tenant or {}).get("spec"), tenant_status=(tenant or {}).get("status"),
+                pending_count=pending_count(state, user, exclude=(namespace, str(name or ""))),
+                templates=state.templates_by_name(), existing=dependency_graph(state, namespace),
+                now=state.clock())
+            if not verdict.allowed:
+                raise kopf.AdmissionError(verdict.message, code=verdict.code)
+            if operation == "CREATE":
+                remember_admitted(state, namespace, str(name or f"<generated-{uuid.uuid4().hex[:8]}>"), user,
+                                  [str(d) for d in spec.get("dependsOn") or []])
+
+    return registry
+
+
+# ---------------------------------------------------------------------- admission helpers
+
+
+def remember_admitted(state: State, namespace: str, name: str, user: str, deps: list[str]) -> None:
+    """Count a just-admitted Task before its watch event arrives (bursts of creates)."""
+    now = time.monotonic()
+    state.webhook_seen = {k: v for k, v in state.webhook_seen.items() if now - v[0] < WEBHOOK_MEMORY_SECONDS}
+    state.webhook_seen[(namespace, name)] = (now, user, deps, True)
+
+
+def pending_count(state: State, user: str, *, exclude: Key | None = None) -> int:
+    """The user's waiting Tasks: the view's, plus those admitted moments ago and not yet seen."""
+    count = 0
+    seen: set[Key] = set()
+    for key, task in state.tasks.items.items():
+        seen.add(key)
+        if key == exclude:
+            continue
+        spec = task.get("spec") or {}
+        if state.tenant_key(task) != user or spec.get("cancel"):
+            continue
+        if (task.get("status") or {}).get("phase") in admission.NOT_ADMITTED_PHASES:
+            count += 1
+    now = time.monotonic()
+    for key, (stamp, owner, _, _) in list(state.webhook_seen.items()):
+        if key not in seen and key != exclude and owner == user and now - stamp < WEBHOOK_MEMORY_SECONDS:
+            count += 1
+    return count
+
+
+def dependency_graph(state: State, namespace: str) -> dict[str, list[str]]:
+    graph = {name: [str(d) for d in (task.get("spec") or {}).get("dependsOn") or []]
+             for (ns, name), task in state.tasks.items.items() if ns == namespace}
+    for (ns, name), (_, _, deps, _) in state.webhook_seen.items():
+        if ns == namespace and name not in graph:
+            graph[name] = deps
+    return graph
+
+
+# ---------------------------------------------------------------------- tenant objects
+
+
+async def apply_tenant(state: State, tenant: Mapping[str, Any]) -> None:
+    """Create or update everything a Tenant becomes (idempotent)."""
+    objects = build_tenant_objects(tenant, prefix=state.settings.tenant_namespace_prefix,
+                                   gpu_resource=state.gpu.resource_name)
+    for obj in objects:
+        resource = _KINDS[obj["kind"]]
+        await _apply_object(state, resource, obj)
+
+
+async def _apply_object(state: State, resource: Resource, obj: dict[str, Any]) -> None:
+    client = state.client
+    meta = obj["metadata"]
+    namespace = meta.get("namespace") if resource.namespaced else None
+    current = await client.get_or_none(resource, meta["name"], namespace)
+    if current is None:
+        try:
+            await client.create(resource, obj, namespace)
+            return
+        except ApiError as error:
+            if not error.already_exists:
+                raise
+            current = await client.get(resource, meta["name"], namespace)
+    patch: dict[str, Any] = {"metadata": {"labels": meta.get("labels") or {}}}
+    if obj["kind"] == "ResourceQuota":
+        hard = dict(obj["spec"]["hard"])
+        for key in (current.get("spec") or {}).get("hard") or {}:
+            hard.setdefault(key, None)
+        patch["spec"] = {"hard": hard}
+    elif obj["kind"] in ("LimitRange",):
+        patch["spec"] = obj["spec"]
+    elif obj["kind"] == "Role":
+        patch["rules"] = obj["rules"]
+    elif obj["kind"] == "RoleBinding":
+        patch["subjects"] = obj["subjects"]
+    await client.patch(resource, meta["name"], patch, namespace)

@@ -1,0 +1,433 @@
+"""Run the kubetask operator: Kopf + the scheduler loop + metrics + (optionally) leader election.
+
+``run_operator`` is the async entry point (the CLI and ``kubetask dev`` use
+it); ``run_operator_in_thread`` runs the same thing on its own event loop in
+a background thread, for tests and the dev stack.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import threading
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import kopf
+from aiohttp import web
+from kubernetes_asyncio import client as k8s_client
+from kubernetes_asyncio import config as k8s_config
+
+from kubetask.kube.client import LEASES, ApiError, KubeClient, Resource
+from kubetask.operator.handlers import build_registry
+from kubetask.operator.metrics import Metrics, serve_metrics
+from kubetask.operator.scheduler import Scheduler
+from kubetask.operator.state import State
+from kubetask.operator.webhooks import ServiceWebhookServer, WebhookServer
+from kubetask.settings import GpuSettings, KubeSettings, OperatorSettings
+
+log = logging.getLogger("kubetask.operator")
+
+WEBHOOK_NAME = "kubetask.io"
+VALIDATING = Resource("admissionregistration.k8s.io", "v1", "validatingwebhookconfigurations",
+                      "ValidatingWebhookConfiguration", namespaced=False)
+MUTATING = Resource("admissionregistration.k8s.io", "v1", "mutatingwebhookconfigurations",
+                    "MutatingWebhookConfiguration", namespaced=False)
+
+
+class LeadershipLost(RuntimeError):
+    """The Lease was taken over or could not be renewed: this replica must stop."""
+
+
+# ---------------------------------------------------------------------- connection
+
+
+async def load_configuration(kube: KubeSettings) -> k8s_client.Configuration:
+    """The same resolution as :meth:`KubeClient.connect`: in-cluster, else the kubeconfig."""
+    configuration = k8s_client.Configuration()
+    if kube.kubeconfig is None:
+        try:
+            k8s_config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
+            return configuration
+        except k8s_config.ConfigException:
+            pass
+    await k8s_config.load_kube_config(config_file=kube.kubeconfig, context=kube.context,
+                                      client_configuration=configuration)
+    return configuration
+
+
+def connection_info(configuration: k8s_client.Configuration) -> kopf.ConnectionInfo:
+    """Kopf's credentials from the very configuration the shared client uses."""
+    token = (configuration.api_key or {}).get("BearerToken") or (configuration.api_key or {}).get("authorization")
+    scheme: str | None = None
+    if token:
+        token = str(token)
+        if token.lower().startswith("bearer "):
+            scheme, token = "Bearer", token[7:]
+    return kopf.ConnectionInfo(
+        server=str(configuration.host),
+        ca_path=configuration.ssl_ca_cert or None,
+        insecure=not configuration.verify_ssl,
+        certificate_path=configuration.cert_file or None,
+        private_key_path=configuration.key_file or None,
+        username=configuration.username or None,
+        password=configuration.password or None,
+        scheme=scheme,
+        token=token or None,
+    )
+
+
+# ---------------------------------------------------------------------- leader election
+
+
+def _micro(dt: datetime) -> str:
+    return dt.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _parse_micro(value: Any) -> datetime | None:
+    if not value:
+        return None
+    try:
+        return datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    except ValueError:
+        return None
+
+
+@dataclass
+class LeaderElector:
+    """Leader election on a coordination.k8s.io/v1 Lease (the client-go protocol, simplified)."""
+
+    client: KubeClient
+    name: str
+    namespace: str
+    identity: str = field(default_factory=lambda: f"{socket.gethostname()}-{uuid.uuid4().hex[:8]}")
+    lease_seconds: int = 15
+    renew_seconds: float = 3.0
+    lost: bool = False
+
+    async def _try(self) -> bool:
+        now = datetime.now(UTC)
+        lease = await self.client.get_or_none(LEASES, self.name, self.namespace)
+        spec_new = {"holderIdentity": self.identity, "leaseDurationSeconds": self.lease_seconds,
+                    "renewTime": _micro(now)}
+        if lease is None:
+            body = {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+                    "metadata": {"name": self.name, "namespace": self.namespace},
+                    "spec": {**spec_new, "acquireTime": _micro(now), "leaseTransitions": 0}}
+            try:
+                await self.client.create(LEASES, body, self.namespace)
+                return True
+            except ApiError as error:
+                if error.conflict:
+                    return False
+                raise
+        spec = dict(lease.get("spec") or {})
+        holder = spec.get("holderIdentity")
+        renew = _parse_micro(spec.get("renewTime")) or _parse_micro(spec.get("acquireTime"))
+        duration = int(spec.get("leaseDurationSeconds") or self.lease_seconds)
+        expired = renew is None or renew + timedelta(seconds=duration) < now
+        if holder not in (None, "", self.identity) and not expired:
+            return False
+        if holder != self.identity:
+            spec_new["acquireTime"] = _micro(now)
+            spec_new["leaseTransitions"] = int(spec.get("leaseTransitions") or 0) + 1
+        lease["spec"] = {**spec, **spec_new}
+        try:
+            await self.client.replace(LEASES, lease, self.namespace)
+            return True
+        except ApiError as error:
+            if error.conflict:
+                return False
+            raise
+
+    async def acquire(self, stop: asyncio.Event) -> bool:
+        """Block until this replica holds the Lease (True) or ``stop`` is set (False)."""
+        while not stop.is_set():
+            try:
+                if await self._try():
+                    log.info("leader election: acquired lease %s/%s as %s", self.namespace, self.name,
+                             self.identity)
+                    return True
+            except Exception as error:
+                log.warning("leader election: %s", error)
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=self.renew_seconds)
+        return False
+
+    async def keep(self, on_loss: asyncio.Event) -> None:
+        """Renew until stopped; if renewal fails past the lease duration, flag the loss."""
+        last_ok = asyncio.get_running_loop().time()
+        while not on_loss.is_set():
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(on_loss.wait(), timeout=self.renew_seconds)
+            if on_loss.is_set():
+                return
+            try:
+                if await self._try():
+                    last_ok = asyncio.get_running_loop().time()
+                    continue
+                log.error("leader election: lease %s/%s taken over; stopping", self.namespace, self.name)
+                self.lost = True
+            except Exception as error:
+                log.warning("leader election: renew failed: %s", error)
+                if asyncio.get_running_loop().time() - last_ok < self.lease_seconds - self.renew_seconds:
+                    continue
+                self.lost = True
+            on_loss.set()
+            return
+
+    async def release(self) -> None:
+        with contextlib.suppress(Exception):
+            lease = await self.client.get_or_none(LEASES, self.name, self.namespace)
+            if lease and (lease.get("spec") or {}).get("holderIdentity") == self.identity:
+                lease["spec"]["holderIdentity"] = None
+                lease["spec"]["renewTime"] = None
+                await self.client.replace(LEASES, lease, self.namespace)
+
+
+# ---------------------------------------------------------------------- webhook server
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def webhook_server(settings: OperatorSettings, port: int) -> WebhookServer:
+    cert_dir = settings.webhook_cert_dir
+    tls: dict[str, Any] = {}
+    if cert_dir:
+        tls = {"certfile": os.path.join(cert_dir, "tls.crt"), "pkeyfile": os.path.join(cert_dir, "tls.key")}
+        ca = os.path.join(cert_dir, "ca.crt")
+        if os.path.exists(ca):
+            tls["cafile"] = ca
+    if settings.webhook_service_name:
+        namespace = settings.webhook_service_namespace or "default"
+        sans = [settings.webhook_service_name, f"{settings.webhook_service_name}.{namespace}",
+                f"{settings.webhook_service_name}.{namespace}.svc",
+                f"{settings.webhook_service_name}.{namespace}.svc.cluster.local"]
+        return ServiceWebhookServer(service_name=settings.webhook_service_name, service_namespace=namespace,
+                                    addr="0.0.0.0", port=port, host=sans[2], extra_sans=sans, **tls)
+    host = settings.webhook_host or "127.0.0.1"
+    return WebhookServer(addr="127.0.0.1" if host in ("127.0.0.1", "localhost") else "0.0.0.0",
+                              host=host, port=port, **tls)
+
+
+def kopf_settings(settings: OperatorSettings, webhook_port: int) -> kopf.OperatorSettings:
+    ks = kopf.OperatorSettings()
+    ks.posting.level = logging.WARNING
+    ks.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix="kubetask.io")
+    ks.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix="kubetask.io", key="last-handled-configuration")
+    ks.persistence.finalizer = "kubetask.io/finalizer"
+    ks.process.ultimate_exiting_timeout = None
+    ks.watching.server_timeout = 300
+    ks.watching.reconnect_backoff = 0.5
+    ks.networking.request_timeout = 60
+    if settings.webhook_enabled:
+        ks.admission.server = webhook_server(settings, webhook_port)
+        if settings.webhook_manage_configuration:
+            ks.admission.managed = WEBHOOK_NAME
+    return ks
+
+
+async def _webhook_configured(client: KubeClient, port: int, stop: asyncio.Event, wait_seconds: float = 30) -> bool:
+    """Wait until both webhook configurations point at this instance's server."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + wait_seconds
+    while loop.time() < deadline and not stop.is_set():
+        ok = True
+        for resource in (VALIDATING, MUTATING):
+            try:
+                config = await client.get_or_none(resource, WEBHOOK_NAME)
+            except ApiError:
+                config = None
+            hooks = (config or {}).get("webhooks") or []
+            if not hooks or not all(f":{port}/" in str((h.get("clientConfig") or {}).get("url", ""))
+                                    or (h.get("clientConfig") or {}).get("service") for h in hooks):
+                ok = False
+        if ok:
+            return True
+        await asyncio.sleep(0.1)
+    return False
+
+
+# ---------------------------------------------------------------------- entry points
+
+
+async def run_operator(
+    settings: OperatorSettings,
+    gpu: GpuSettings,
+    kube: KubeSettings,
+    *,
+    stop: asyncio.Event | None = None,
+    ready: threading.Event | None = None,
+    clock: Callable[[], datetime] | None = None,
+) -> None:
+    """Run the operator until ``stop`` is set.
+
+    Raises :class:`LeadershipLost` if the Lease is lost, so the process exits
+    and its pod restarts.  ``ready`` is set once the views are synced, the
+    scheduler runs and (if enabled) the webhook configuration points here.
+    ``clock`` replaces "now" (tests: month boundaries, scheduledAt).
+    """
+    stop = stop or asyncio.Event()
+    logging.getLogger("kopf.objects").setLevel(logging.WARNING)  # one line per handled event is too much
+    configuration = await load_configuration(kube)
+    client = KubeClient(k8s_client.ApiClient(configuration))
+    metrics = Metrics()
+    state = State(settings, gpu, kube, client, clock=clock, metrics=metrics)
+    state.connection_info = connection_info(configuration)
+    runners: list[web.AppRunner] = []
+    elector: LeaderElector | None = None
+    tasks: list[asyncio.Task[Any]] = []
+    try:
+        if settings.metrics_port:
+            runners.append(await serve_metrics(metrics, settings.metrics_port))
+        if settings.leader_election:
+            elector = LeaderElector(client, settings.leader_lease_name, settings.leader_lease_namespace)
+            if not await elector.acquire(stop):
+                return
+        webhook_port = settings.webhook_port or _free_port()
+        inner_stop = asyncio.Event()
+        kopf_ready = asyncio.Event()
+        registry = build_registry(state)
+        liveness = f"http://0.0.0.0:{settings.liveness_port}/healthz" if settings.liveness_port else None
+        kopf_task = asyncio.create_task(kopf.operator(
+            registry=registry,
+            settings=kopf_settings(settings, webhook_port),
+            standalone=True,
+            clusterwide=not settings.namespaces,
+            namespaces=list(settings.namespaces),
+            stop_flag=inner_stop,
+            ready_flag=kopf_ready,
+            liveness_endpoint=liveness,
+            memo=kopf.Memo(state=state),
+        ), name="kubetask-kopf")
+        scheduler = Scheduler(state)
+        tasks.append(asyncio.create_task(scheduler.run(inner_stop), name="kubetask-scheduler"))
+        if elector is not None:
+            tasks.append(asyncio.create_task(elector.keep(inner_stop), name="kubetask-lease"))
+
+        async def signal_ready() -> None:
+            await kopf_ready.wait()
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(state.synced.wait(), timeout=30)
+            if settings.webhook_enabled and settings.webhook_manage_configuration:
+                await _webhook_configured(client, webhook_port, inner_stop)
+            log.info("kubetask operator ready")
+            if ready is not None:
+                ready.set()
+
+        tasks.append(asyncio.create_task(signal_ready(), name="kubetask-ready"))
+        stop_waiter = asyncio.create_task(stop.wait())
+        inner_waiter = asyncio.create_task(inner_stop.wait())
+        await asyncio.wait({stop_waiter, inner_waiter, kopf_task}, return_when=asyncio.FIRST_COMPLETED)
+        stop_waiter.cancel()
+        inner_waiter.cancel()
+        inner_stop.set()
+        try:
+            await asyncio.wait_for(asyncio.shield(kopf_task), timeout=20)
+        except TimeoutError:
+            log.warning("kopf did not stop in time")
+        except Exception:
+            log.exception("kopf exited with an error")
+        if elector is not None and elector.lost:
+            raise LeadershipLost(f"lost the lease {settings.leader_lease_namespace}/{settings.leader_lease_name}")
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        if elector is not None and not elector.lost:
+            await elector.release()
+        for runner in runners:
+            await runner.cleanup()
+        await client.close()
+
+
+class OperatorHandle:
+    """An operator running on its own loop in a background thread."""
+
+    def __init__(self) -> None:
+        self.thread: threading.Thread | None = None
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.stop_event: asyncio.Event | None = None
+        self.ready = threading.Event()
+        self.done = threading.Event()
+        self.error: BaseException | None = None
+
+    def wait_ready(self, timeout: float = 60) -> bool:
+        """Block until ready (True), or the operator died / the timeout passed (False)."""
+        waited = 0.0
+        while waited < timeout:
+            if self.ready.wait(0.1):
+                return True
+            if self.done.is_set():
+                return False
+            waited += 0.1
+        return False
+
+    def stop(self, timeout: float = 30) -> None:
+        """Stop gracefully and wait for the thread (idempotent)."""
+        if self.loop is not None and self.stop_event is not None and not self.loop.is_closed():
+            with contextlib.suppress(RuntimeError):
+                self.loop.call_soon_threadsafe(self.stop_event.set)
+        if self.thread is not None:
+            self.thread.join(timeout)
+
+    def __enter__(self) -> OperatorHandle:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def run_operator_in_thread(
+    settings: OperatorSettings,
+    gpu: GpuSettings,
+    kube: KubeSettings,
+    *,
+    clock: Callable[[], datetime] | None = None,
+    wait: bool = True,
+    timeout: float = 60,
+) -> OperatorHandle:
+    """Start the operator in a daemon thread; with ``wait``, return once it is ready (or raise)."""
+    handle = OperatorHandle()
+    started = threading.Event()
+
+    def main() -> None:
+        loop = asyncio.new_event_loop()
+        asyncio.set_event_loop(loop)
+        handle.loop = loop
+
+        async def body() -> None:
+            handle.stop_event = asyncio.Event()
+            started.set()
+            await run_operator(settings, gpu, kube, stop=handle.stop_event, ready=handle.ready, clock=clock)
+
+        try:
+            loop.run_until_complete(body())
+        except BaseException as error:
+            handle.error = error
+            log.exception("operator thread failed")
+        finally:
+            started.set()
+            handle.done.set()
+            with contextlib.suppress(Exception):
+                loop.run_until_complete(loop.shutdown_asyncgens())
+            loop.close()
+
+    handle.thread = threading.Thread(target=main, name="kubetask-operator", daemon=True)
+    handle.thread.start()
+    started.wait(10)
+    if wait and not handle.wait_ready(timeout):
+        handle.stop()
+        raise RuntimeError(f"operator did not become ready: {handle.error!r}")
+    return handle
