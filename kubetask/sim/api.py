@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from kubetask.sim import builtin_schemas as bs
-from kubetask.sim import builtins, schema
+from kubetask.sim import builtins, schema, validation
 from kubetask.sim.auth import K_CROLES, K_ROLES, SYSTEM, Attributes, Authenticator, Authorizer, UserInfo, format_rule
 from kubetask.sim.errors import ApiError, FieldError, already_exists, conflict, forbidden, invalid, not_found
 from kubetask.sim.patch import json_patch, merge_patch, strategic_merge_patch
@@ -150,21 +150,26 @@ class Sim:
         body["metadata"] = obj.get("metadata", {})
         return body
 
-    def _validate(self, rt: ResourceType, obj: Obj, old: Obj | None) -> None:
-        name = obj["metadata"].get("name", "")
+    def _validate(self, rt: ResourceType, obj: Obj, old: Obj | None, sub: str = "") -> None:
+        meta = obj["metadata"]
+        name = meta.get("name", "")
         errs: list[FieldError] = []
         if old is None:
-            errs.extend(builtins.validate_name(rt.key, name) if not rt.is_custom else
-                        ([] if schema.is_dns_subdomain(name) else
-                         [FieldError("metadata.name", "Invalid value", schema.DNS_SUB_MSG, name, True)]))
-        errs.extend(_validate_meta(obj["metadata"]))
+            if rt.is_custom:
+                errs.extend(validation.validate_name(("", ""), meta))
+            else:
+                errs.extend(builtins.validate_name(rt.key, meta))
+        errs.extend(validation.validate_meta(meta))
         s = self._schema(rt)
-        if s is not None:
-            errs.extend(schema.validate_cr(obj, s, old))
-        elif rt.key == K_CRD:
-            errs.extend(schema.validate_crd(obj, old))
-        else:
-            errs.extend(builtins.validate_object(rt.key, obj, old))
+        try:
+            if s is not None:
+                errs.extend(schema.validate_cr(obj, s, old))
+            elif rt.key == K_CRD:
+                errs.extend(schema.validate_crd(obj, old))
+            else:
+                errs.extend(builtins.validate_object(rt.key, obj, old, sub))
+        except validation.DecodeError as e:
+            raise validation.decode_error(rt.kind, rt.version, e) from e
         if errs:
             raise invalid(rt.kind, rt.group, name, errs)
 
@@ -232,6 +237,12 @@ class Sim:
         body = dict(await self.admission.mutate(rt, ns, "CREATE", body, None, ctx))
         if rt.is_custom:
             body = self._prepare_cr(rt, body)
+        # rest.BeforeCreate: system fields and the strategy's PrepareForCreate, then validation.
+        meta = body["metadata"]
+        meta["uid"] = str(uuid.uuid4())
+        meta["creationTimestamp"] = now_iso()
+        if rt.key == K_JOBS:
+            _job_selector(body)
         self._validate(rt, body, None)
         await self.admission.validate(rt, ns, "CREATE", body, None, ctx)
         # ---- commit (synchronous from here: atomic with respect to other requests)
@@ -240,12 +251,8 @@ class Sim:
         self.check_namespace(rt, ns, name, True)
         self.admission.quota_check(rt, ns, "CREATE", body, None, ctx)
         meta = body["metadata"]
-        meta["uid"] = str(uuid.uuid4())
-        meta["creationTimestamp"] = now_iso()
         if rt.is_custom or "spec" in body or rt.key == K_CRD:
             meta["generation"] = 1
-        if rt.key == K_JOBS:
-            _job_selector(body)
         if rt.key == K_CRD:
             body["status"] = _crd_status(body)
         if ctx.dry_run:
@@ -433,7 +440,7 @@ class Sim:
         new = await self.admission.mutate(rt, ns, "UPDATE", new, old, ctx, sub)
         if rt.is_custom:
             new = self._prepare_cr(rt, new)
-        self._validate(rt, new, old)
+        self._validate(rt, new, old, sub)
         await self.admission.validate(rt, ns, "UPDATE", new, old, ctx, sub)
         changed = _strip_rv(new) != _strip_rv(old)
         if changed and sub == "" and "generation" in ometa and _spec_changed(rt, old, new):
@@ -715,37 +722,6 @@ def forbidden_error(user: UserInfo, verb: str, group: str, resource: str, sub: s
     return forbidden(resource, group, name, why)
 
 
-def _validate_meta(meta: Obj) -> list[FieldError]:
-    errs: list[FieldError] = []
-    from kubetask.sim.selectors import _KEY, _VAL
-
-    for k, v in (meta.get("labels") or {}).items():
-        if not _KEY.match(k) or len(k.split("/")[-1]) > 63:
-            errs.append(FieldError("metadata.labels", "Invalid value", "name part must consist of alphanumeric "
-                                   "characters, '-', '_' or '.', and must start and end with an alphanumeric "
-                                   "character (e.g. 'MyName',  or 'my.name',  or '123-abc', regex used for "
-                                   "validation is '([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]')", k, True))
-        if not isinstance(v, str) or len(v) > 63 or not _VAL.match(v):
-            errs.append(FieldError("metadata.labels", "Invalid value", "a valid label must be an empty string "
-                                   "or consist of alphanumeric characters, '-', '_' or '.', and must start and end "
-                                   "with an alphanumeric character (e.g. 'MyValue',  or 'my_value',  or '12345', "
-                                   "regex used for validation is '(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?')",
-                                   v, True))
-    ann = meta.get("annotations") or {}
-    if sum(len(k) + len(str(v)) for k, v in ann.items()) > 262144:
-        errs.append(FieldError("metadata.annotations", "Too long", "must have at most 262144 bytes"))
-    for i, ref in enumerate(meta.get("ownerReferences") or ()):
-        for f in ("apiVersion", "kind", "name", "uid"):
-            if not ref.get(f):
-                errs.append(FieldError(f"metadata.ownerReferences[{i}].{f}" if f != "uid" else
-                                       "metadata.ownerReferences.uid", "Invalid value", f"{f} must not be empty",
-                                       "", True))
-    if sum(1 for r in meta.get("ownerReferences") or () if r.get("controller")) > 1:
-        errs.append(FieldError("metadata.ownerReferences", "Invalid value",
-                               "Only one reference can have Controller set to true", "array", True))
-    return errs
-
-
 def _strip_rv(o: Obj) -> Obj:
     m = dict(o.get("metadata") or {})
     m.pop("resourceVersion", None)
@@ -794,15 +770,29 @@ def _selectable_fields(rt: ResourceType) -> tuple[str, ...]:
 
 
 def _job_selector(job: Obj) -> None:
+    """The Job strategy's ``generateSelector`` (unless ``manualSelector``); conflicts fail validation."""
     uid = job["metadata"]["uid"]
     name = job["metadata"]["name"]
-    spec = job["spec"]
+    spec = job.setdefault("spec", {})
     if spec.get("manualSelector"):
         return
-    spec["selector"] = {"matchLabels": {"batch.kubernetes.io/controller-uid": uid}}
-    labels = spec["template"].setdefault("metadata", {}).setdefault("labels", {})
-    labels.update({"batch.kubernetes.io/controller-uid": uid, "batch.kubernetes.io/job-name": name,
-                   "controller-uid": uid, "job-name": name})
+    tmpl = spec.setdefault("template", {})
+    tmeta = tmpl.get("metadata")
+    if not isinstance(tmeta, dict):
+        tmeta = tmpl["metadata"] = {}
+    labels = tmeta.get("labels")
+    if not isinstance(labels, dict):
+        labels = tmeta["labels"] = {}
+    for k, v in (("batch.kubernetes.io/controller-uid", uid), ("batch.kubernetes.io/job-name", name),
+                 ("controller-uid", uid), ("job-name", name)):
+        labels.setdefault(k, v)
+    sel = spec.get("selector")
+    if not isinstance(sel, dict):
+        sel = spec["selector"] = {}
+    ml = sel.get("matchLabels")
+    if not isinstance(ml, dict):
+        ml = sel["matchLabels"] = {}
+    ml.setdefault("batch.kubernetes.io/controller-uid", uid)
 
 
 def _crd_status(crd: Obj) -> Obj:
