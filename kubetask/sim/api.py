@@ -77,6 +77,7 @@ class Stats:
     webhook_calls: list[dict[str, Any]] = field(default_factory=list)
     failed_creates: list[dict[str, str]] = field(default_factory=list)
     requests: Counter[str] = field(default_factory=Counter)
+    forbidden: list[dict[str, str]] = field(default_factory=list)
 
 
 class Sim:
@@ -104,7 +105,14 @@ class Sim:
     def authorize(self, ctx: Ctx, verb: str, rt: ResourceType, ns: str, name: str = "", sub: str = "") -> None:
         ok, _ = self.authz.authorize(ctx.user, Attributes(verb, rt.group, rt.plural, sub, ns, name))
         if not ok:
+            self.record_forbidden(ctx.user, verb, rt, sub, ns, name)
             raise forbidden_error(ctx.user, verb, rt.group, rt.plural, sub, ns, name)
+
+    def record_forbidden(self, user: UserInfo, verb: str, rt: ResourceType, sub: str, ns: str, name: str) -> None:
+        """Keep every RBAC denial, so tests can prove a component's permissions are sufficient."""
+        self.stats.forbidden.append({"user": user.username, "verb": verb, "group": rt.group,
+                                     "resource": f"{rt.plural}/{sub}" if sub else rt.plural,
+                                     "namespace": ns, "name": name})
 
     def check_namespace(self, rt: ResourceType, ns: str, name: str, creating: bool) -> None:
         if not rt.namespaced:

@@ -362,6 +362,7 @@ class SimCluster:
             "webhook_calls": list(s.webhook_calls),
             "object_counts": counts,
             "requests": dict(s.requests),
+            "forbidden": list(s.forbidden),
             "resource_version": self.sim.store.rv,
         })
 

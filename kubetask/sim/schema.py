@@ -385,6 +385,13 @@ def validate_cr(obj: Obj, schema: Obj, old: Obj | None = None) -> list[FieldErro
     s["properties"] = props
     oldbody = {k: x for k, x in old.items() if k != "metadata"} if old is not None else None
     v.validate(body, s, "", oldbody, old is not None)
+    # A structural schema may constrain metadata.name/generateName (and nothing else in metadata);
+    # the apiserver enforces those constraints like any other field's.
+    meta_schema = ((schema.get("properties") or {}).get("metadata") or {}).get("properties") or {}
+    meta = obj.get("metadata") or {}
+    for field in ("name", "generateName"):
+        if field in meta_schema and isinstance(meta.get(field), str):
+            v.validate(meta[field], meta_schema[field], f"metadata.{field}", None, False)
     # root-level paths: "" + ".spec" rendered as "spec"
     return v.errors
 

@@ -519,6 +519,7 @@ class Server:
             raise bad_request("the object provided is unrecognized")
         ok, _ = self.sim.authz.authorize(ctx.user, Attributes("create", rt.group, rt.plural, "", ns))
         if not ok:
+            self.sim.record_forbidden(ctx.user, "create", rt, "", ns, "")
             raise forbidden_error(ctx.user, "create", rt.group, rt.plural, "", ns, "")
         spec = body.get("spec") or {}
         out = dict(body)
