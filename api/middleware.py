@@ -1,7 +1,13 @@
 """Pure-ASGI middleware: request ids, ``X-RateLimit-*`` headers and request metrics.
 
 Pure ASGI (not ``BaseHTTPMiddleware``) so streamed responses (``logs?follow=true``)
-pass through untouched.
+pass through untouched.  It also smooths two client habits before routing:
+
+- a trailing slash (``/api/v1/tasks/``) is served as the path without it, instead of
+  a 307 redirect that clients which do not follow redirects (httpx) take as an error;
+- a request body sent without a Content-Type, or as ``text/plain`` or
+  ``application/x-www-form-urlencoded`` (``curl -d`` without ``-H 'Content-Type: application/json'``),
+  is read as JSON: no endpoint takes forms.
 """
 
 from __future__ import annotations
@@ -16,6 +22,29 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from kubetask.api.metrics import ApiMetrics
 
 _VALID_RID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+_BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+_READ_AS_JSON = (b"text/plain", b"application/x-www-form-urlencoded")
+
+
+def normalize_scope(scope: Scope) -> None:
+    """Drop a trailing slash from the path; treat plain-text and form bodies as JSON."""
+    path: str = scope.get("path", "")
+    if len(path) > 1 and path.endswith("/"):
+        stripped = path.rstrip("/") or "/"
+        scope["path"] = stripped
+        raw = scope.get("raw_path")
+        if isinstance(raw, bytes) and raw.endswith(b"/"):
+            scope["raw_path"] = raw.rstrip(b"/") or b"/"
+    if scope.get("method") in _BODY_METHODS:
+        headers = list(scope.get("headers") or [])
+        for i, (name, value) in enumerate(headers):
+            if name == b"content-type":
+                if value.split(b";")[0].strip().lower() in _READ_AS_JSON:
+                    headers[i] = (name, b"application/json")
+                    scope["headers"] = headers
+                break
+        else:
+            scope["headers"] = [*headers, (b"content-type", b"application/json")]
 
 
 class RequestContextMiddleware:
@@ -27,6 +56,7 @@ class RequestContextMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        normalize_scope(scope)
         state: dict[str, Any] = scope.setdefault("state", {})
         incoming = None
         for name, value in scope.get("headers") or []:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, StrictStr
 
 # --------------------------------------------------------------------------- errors
 
@@ -49,6 +49,10 @@ def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
 
 
 # --------------------------------------------------------------------------- tasks: requests
+
+# A priority as clients send it: 8, 8.0, "8" or "high". Strict, so ``true`` is not taken for 1;
+# the core (``parse_priority``) checks the range and refuses 5.5 and unknown words with a 422.
+PriorityIn = StrictInt | StrictFloat | StrictStr | None
 
 
 class TemplateRefIn(BaseModel):
@@ -101,7 +105,7 @@ class TaskCreate(BaseModel):
     env: dict[str, Any] | list[dict[str, Any]] | None = None
     task_args: list[Any] | None = None
     task_kwargs: dict[str, Any] | None = None
-    priority: int | str | None = Field(default=None, description="0-10 (default 5), or low/normal/high/critical.")
+    priority: PriorityIn = Field(default=None, description="0-10 (default 5), or low/normal/high/critical.")
     queue_name: str | None = Field(default=None, description="Queue (default 'default').")
     depends_on: list[str] | None = Field(default=None, description="Task ids that must succeed first.")
     scheduled_at: datetime | None = Field(default=None, description="Start not before this time.")
@@ -130,7 +134,7 @@ class TaskUpdate(BaseModel):
 
     name: str | None = Field(default=None, min_length=1, max_length=255)
     description: str | None = None
-    priority: int | str | None = None
+    priority: PriorityIn = None
     queue_name: str | None = None
     timeout_seconds: int | None = Field(default=None, ge=1)
     max_retries: int | None = Field(default=None, ge=0, le=20)
@@ -144,7 +148,7 @@ class TaskUpdate(BaseModel):
 
 
 class PriorityUpdate(BaseModel):
-    priority: int | str | None = Field(default=None, description="0-10 or a word (low/normal/high/critical).")
+    priority: PriorityIn = Field(default=None, description="0-10 or a word (low/normal/high/critical).")
 
 
 class CompletionReport(BaseModel):

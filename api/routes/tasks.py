@@ -59,6 +59,7 @@ from kubetask.core.rest import (
     public_status,
     query_tasks,
     queue_status_public,
+    replace_by_merge_patch,
     task_phase,
     tenant_limits,
     time_now_iso,
@@ -123,6 +124,12 @@ async def list_tasks(
     worker_id: Annotated[str | None, Query(description="Node the task ran on")] = None,
     created_after: str | None = None,
     created_before: str | None = None,
+    start_date: Annotated[str | None, Query(description="Alias of created_after")] = None,
+    end_date: Annotated[str | None, Query(description="Alias of created_before")] = None,
+    date_from: Annotated[str | None, Query(include_in_schema=False)] = None,
+    date_to: Annotated[str | None, Query(include_in_schema=False)] = None,
+    created_from: Annotated[str | None, Query(include_in_schema=False)] = None,
+    created_to: Annotated[str | None, Query(include_in_schema=False)] = None,
     search: Annotated[str | None, Query(description="Free text over name, id, description, template …")] = None,
     sort_by: str | None = None,
     sort_order: str | None = None,
@@ -132,6 +139,7 @@ async def list_tasks(
     offset: Annotated[int | None, Query(ge=0)] = None,
     page: Annotated[int | None, Query(ge=1)] = None,
     page_size: Annotated[int | None, Query(ge=1, le=1000)] = None,
+    per_page: Annotated[int | None, Query(ge=1, le=1000, include_in_schema=False)] = None,
     format: Annotated[str | None, Query(description="'array' returns a bare array (seed 002)")] = None,
 ) -> Response:
     """Filter, sort and page the caller's tasks, served from the watch cache. Returns
@@ -139,9 +147,12 @@ async def list_tasks(
     q = make_query(
         status=status, priority=priority, min_priority=min_priority, max_priority=max_priority,
         template=template, task_type=task_type, model_name=model_name, queue_name=queue_name, tag=tag,
-        user=user_id, worker_id=worker_id, created_after=created_after, created_before=created_before,
+        user=user_id, worker_id=worker_id,
+        created_after=created_after or start_date or date_from or created_from,
+        created_before=created_before or end_date or date_to or created_to,
         search=search, sort_by=sort_by or sort, sort_order=sort_order or order,
-        limit=limit if limit is not None else page_size, offset=offset, page=page, queued_as_pending=seed004,
+        limit=next((v for v in (limit, page_size, per_page) if v is not None), None),
+        offset=offset, page=page, queued_as_pending=seed004,
     )
     if format is not None and format.lower() not in ("array", "list", "envelope", "json"):
         raise RestError(422, "VALIDATION_ERROR", "format: use 'array' or 'envelope'", field="format")
@@ -224,7 +235,7 @@ async def set_priority(
         raise RestError(422, "VALIDATION_ERROR", "priority: is required (query or body)", field="priority")
     value = parse_priority(raw)
     obj = find_task(state, user, task_id)
-    if task_phase(obj) in TERMINAL_PHASES:
+    if task_phase(obj) in TERMINAL_PHASES or (obj.get("spec") or {}).get("cancel"):
         raise _already_finished(task_id, obj, "re-prioritised")
     updated = await patch_task(state, obj, {"spec": {"priority": value}})
     p = present(updated, seed004)
@@ -495,11 +506,18 @@ async def complete_task(
     if task_phase(target) == "Cancelled":
         raise RestError(409, "TASK_ALREADY_FINISHED", f"Task {task_id} was cancelled")
     data = report.model_dump(exclude_unset=True)
-    result = data["result"] if set(data) == {"result"} else data
+    # ``{"result": ...}`` (with or without a ``status``) reports that result; a body without one (seed 000's
+    # TaskResult: status, summary, files_changed, error) is itself the result.
+    result = data["result"] if data.get("result") is not None else data
     meta = target["metadata"]
     try:
+        # A merge patch merges objects: null out what the previous result had, so it is replaced.
+        target = await state.client.get(TASKS, task_id, meta["namespace"])
         updated = await state.client.patch_status(
-            TASKS, task_id, {"status": {"result": result, "resultSource": "callback"}}, meta["namespace"])
+            TASKS, task_id,
+            {"status": {"result": replace_by_merge_patch((target.get("status") or {}).get("result"), result),
+                        "resultSource": "callback"}},
+            meta["namespace"])
     except ApiError as error:
         raise problem_from_api_error(error) from error
     state.tasks.upsert(updated)

@@ -47,6 +47,8 @@ ANNOTATION_RERUN = "kubetask.io/rerun"
 ANNOTATION_REPLAY_OF = "kubetask.io/replay-of"
 ANNOTATION_CANCELLED_AT = "kubetask.io/cancelled-at"
 ANNOTATION_SUBMITTED_VIA = "kubetask.io/submitted-via"
+# Microsecond submission time: orders tasks created within one second (creationTimestamp has seconds).
+ANNOTATION_SUBMITTED_AT = "kubetask.io/submitted-at"
 
 MAX_NAME_LENGTH = 255
 MIN_PRIORITY, MAX_PRIORITY = 0, 10
@@ -568,7 +570,7 @@ def build_task(body: Mapping[str, Any], ctx: BuildContext) -> Obj:
     if not isinstance(body, Mapping):
         raise RestError(422, "VALIDATION_ERROR", "the request body must be a JSON object", field="body")
     spec: Obj = {"user": ctx.user}
-    annotations: dict[str, str] = {ANNOTATION_SUBMITTED_VIA: "rest"}
+    annotations: dict[str, str] = {ANNOTATION_SUBMITTED_VIA: "rest", ANNOTATION_SUBMITTED_AT: submitted_at()}
 
     # -- name, description
     key, name = _first(body, "name", "task_name", "display_name", "displayName", "title")
@@ -838,6 +840,8 @@ def _what_runs(body: Mapping[str, Any], spec: Obj, annotations: dict[str, str], 
         input_data = body.get("input_data")
         if input_data is None:
             raise invalid("input_data", f"is required with task_type {task_type!r}")
+        if not isinstance(input_data, Mapping):
+            raise invalid("input_data", f"must be an object (got {type(input_data).__name__})")
         declared = {str(p.get("name")) for p in (template.get("spec") or {}).get("parameters") or []}
         model_param = str(alias.get("modelParameter") or alias.get("model_parameter") or "model_name")
         input_param = alias.get("inputParameter") or alias.get("input_parameter")
@@ -865,7 +869,14 @@ def _what_runs(body: Mapping[str, Any], spec: Obj, annotations: dict[str, str], 
     if isinstance(task_name, str) and task_name:
         template = find_template(ctx.templates, task_name)
         if template is not None:
-            _set_template(spec, template, params, body, None, annotations)
+            # DESIGN §4: the template runs with task_args / task_kwargs. Keyword arguments that
+            # name a declared parameter fill it; the rest stay the task's kwargs.
+            declared = {str(p.get("name")) for p in (template.get("spec") or {}).get("parameters") or []}
+            raw_kwargs = body.get("task_kwargs")
+            kwargs: Mapping[str, Any] = raw_kwargs if isinstance(raw_kwargs, Mapping) else {}
+            merged = {str(k): v for k, v in kwargs.items() if str(k) in declared}
+            merged.update(params)
+            _set_template(spec, template, merged, body, None, annotations)
             return
         raise RestError(
             422, "VALIDATION_ERROR",
@@ -1041,6 +1052,7 @@ def clone_for_replay(original: Mapping[str, Any], *, user: str, namespace: str) 
                    if k in (ANNOTATION_TASK_TYPE, ANNOTATION_MODEL_NAME, ANNOTATION_QUEUE_NAME)}
     annotations[ANNOTATION_REPLAY_OF] = str(meta.get("name"))
     annotations[ANNOTATION_SUBMITTED_VIA] = "rest"
+    annotations[ANNOTATION_SUBMITTED_AT] = submitted_at()
     return {
         "apiVersion": API_VERSION,
         "kind": "Task",
@@ -1252,16 +1264,22 @@ def _update_stamps(obj: Mapping[str, Any]) -> list[Any]:
 SORT_FIELDS: dict[str, Callable[[Mapping[str, Any]], Any]] = {}
 
 
+def submitted_at(now: datetime | None = None) -> str:
+    return (now or utcnow()).astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
 def _sort_created(o: Mapping[str, Any]) -> str:
-    return str((o.get("metadata") or {}).get("creationTimestamp") or "")
+    """Creation order: ``creationTimestamp`` (seconds), then the REST submission time (microseconds)."""
+    meta = o.get("metadata") or {}
+    return f"{meta.get('creationTimestamp') or ''}|{(meta.get('annotations') or {}).get(ANNOTATION_SUBMITTED_AT, '')}"
 
 
 def _register_sorts() -> None:
-    order = {s: i for i, s in enumerate(PUBLIC_STATUSES)}
     SORT_FIELDS.update({
         "created_at": _sort_created,
         "priority": lambda o: (o.get("spec") or {}).get("priority", DEFAULT_PRIORITY),
-        "status": lambda o: order.get(public_status(o), 99),
+        # Alphabetical, like every other string field (what a client comparing with sorted() expects).
+        "status": lambda o: public_status(o),
         "name": lambda o: str((o.get("spec") or {}).get("displayName") or (o.get("metadata") or {}).get("name")),
         "id": lambda o: str((o.get("metadata") or {}).get("name")),
         "task_type": lambda o: str(((o.get("metadata") or {}).get("annotations") or {}).get(
@@ -1699,6 +1717,30 @@ def limits_patch(body: Mapping[str, Any]) -> Obj:
     if not patch:
         raise RestError(422, "VALIDATION_ERROR", "no limits given", field="body")
     return patch
+
+
+def replace_by_merge_patch(old: Any, new: Any) -> Any:
+    """The JSON merge patch (RFC 7386) value that turns ``old`` into exactly ``new``.
+
+    A merge patch merges objects key by key, so writing a new ``result`` over an old one
+    would keep the old keys; this nulls out every key of ``old`` that ``new`` lacks.
+    """
+    if not isinstance(new, Mapping):
+        return new
+    if not isinstance(old, Mapping):
+        return _no_nulls(new)
+    patch: dict[str, Any] = {k: None for k in old if k not in new or new[k] is None}
+    for key, value in new.items():
+        if value is None:
+            continue
+        patch[key] = replace_by_merge_patch(old.get(key), value) if isinstance(value, Mapping) else value
+    return patch
+
+
+def _no_nulls(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {k: _no_nulls(v) for k, v in value.items() if v is not None}
+    return value
 
 
 def time_now_iso() -> str:

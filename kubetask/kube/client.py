@@ -108,6 +108,18 @@ class ApiError(Exception):
         return self.status in (409, 429, 500, 502, 503, 504) and not self.already_exists
 
 
+async def _raise_for_status(response: aiohttp.ClientResponse) -> None:
+    """Turn a non-2xx answer into :class:`ApiError`, carrying the apiserver's ``Status`` when it sent one."""
+    if response.status < 400:
+        return
+    text = await response.text()
+    try:
+        payload: Any = json.loads(text)
+    except ValueError:
+        payload = text
+    raise ApiError(response.status, payload)
+
+
 class KubeClient:
     """Async dict-in/dict-out access to the apiserver."""
 
@@ -180,13 +192,8 @@ class KubeClient:
         response = await self._send(method, path, query=query, body=body, content_type=content_type,
                                     request_timeout=request_timeout)
         async with response:
+            await _raise_for_status(response)
             text = await response.text()
-            if response.status >= 400:
-                try:
-                    payload: Any = json.loads(text)
-                except ValueError:
-                    payload = text
-                raise ApiError(response.status, payload)
             return json.loads(text) if text else None
 
     async def get(self, resource: Resource, name: str, namespace: str | None = None) -> Obj:
@@ -281,12 +288,7 @@ class KubeClient:
             "timeoutSeconds": timeout_seconds, "labelSelector": label_selector,
         }, request_timeout=aiohttp.ClientTimeout(total=None, sock_read=timeout_seconds + 30))
         async with response:
-            if response.status >= 400:
-                text = await response.text()
-                try:
-                    raise ApiError(response.status, json.loads(text))
-                except ValueError:
-                    raise ApiError(response.status, text) from None
+            await _raise_for_status(response)
             async for line in response.content:
                 if line.strip():
                     yield cast(Obj, json.loads(line))
@@ -298,13 +300,8 @@ class KubeClient:
             "container": container, "tailLines": tail_lines,
         })
         async with response:
-            text = await response.text()
-            if response.status >= 400:
-                try:
-                    raise ApiError(response.status, json.loads(text))
-                except ValueError:
-                    raise ApiError(response.status, text) from None
-            return text
+            await _raise_for_status(response)
+            return await response.text()
 
     async def stream_pod_logs(
         self, name: str, namespace: str, *, container: str | None = None, tail_lines: int | None = None
@@ -314,9 +311,7 @@ class KubeClient:
             "container": container, "tailLines": tail_lines, "follow": "true",
         }, request_timeout=aiohttp.ClientTimeout(total=None))
         async with response:
-            if response.status >= 400:
-                text = await response.text()
-                raise ApiError(response.status, text)
+            await _raise_for_status(response)
             async for chunk in response.content.iter_any():
                 yield chunk
 
