@@ -194,6 +194,24 @@ class LeaderElector:
 # ---------------------------------------------------------------------- webhook server
 
 
+async def serve_standby_liveness(port: int) -> web.AppRunner:
+    """Answer the liveness probe while waiting for the Lease: a standby is alive, just not leading.
+
+    Readiness stays false meanwhile (the chart probes readiness on the webhook port, which only
+    the leader opens), so webhook traffic never reaches a standby.
+    """
+
+    async def healthz(_: web.Request) -> web.Response:
+        return web.json_response({"alive": True, "leader": False})
+
+    app = web.Application()
+    app.router.add_get("/healthz", healthz)
+    runner = web.AppRunner(app, handle_signals=False)
+    await runner.setup()
+    await web.TCPSite(runner, "0.0.0.0", port, reuse_address=True).start()
+    return runner
+
+
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -293,7 +311,13 @@ async def run_operator(
             runners.append(await serve_metrics(metrics, settings.metrics_port))
         if settings.leader_election:
             elector = LeaderElector(client, settings.leader_lease_name, settings.leader_lease_namespace)
-            if not await elector.acquire(stop):
+            standby = await serve_standby_liveness(settings.liveness_port) if settings.liveness_port else None
+            try:
+                acquired = await elector.acquire(stop)
+            finally:
+                if standby is not None:
+                    await standby.cleanup()  # frees the port for Kopf's own liveness endpoint
+            if not acquired:
                 return
         webhook_port = settings.webhook_port or _free_port()
         inner_stop = asyncio.Event()

@@ -225,7 +225,8 @@ def test_operator_deployment() -> None:
     ports = {p["name"]: p["containerPort"] for p in container["ports"]}
     assert ports == {"metrics": 9090, "healthz": 8080, "webhook": 9443}
     assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
-    assert container["readinessProbe"]["httpGet"]["path"] == "/healthz"
+    # readiness on the webhook port: only the Lease holder opens it, so standbys never get admission traffic
+    assert container["readinessProbe"]["tcpSocket"]["port"] == "webhook"
     env = env_of(deployment)
     assert env["KUBETASK_OPERATOR_LEADER_ELECTION"] == "true"
     assert env["KUBETASK_OPERATOR_LEADER_LEASE_NAMESPACE"] == NAMESPACE
