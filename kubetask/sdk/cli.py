@@ -147,14 +147,18 @@ def cmd_submit(args: argparse.Namespace) -> int:
     if args.depends_on:
         fields["depends_on"] = args.depends_on
     if args.annotation:
-        fields["annotations"] = {k: str(v) for k, v in _pairs(args.annotation, "--annotation").items()}
+        # Annotation values are strings on the wire: keep JSON-looking values as JSON text.
+        fields["annotations"] = {k: v if isinstance(v, str) else json.dumps(v)
+                                 for k, v in _pairs(args.annotation, "--annotation").items()}
     if args.tag:
         fields["tags"] = args.tag
     body.update({k: v for k, v in fields.items() if v is not None})
     with client_from(args) as kt:
         task = kt.submit(body)
         if not args.wait:
-            if args.output == "json":
+            if args.quiet:  # scriptable: ID=$(kubetask tasks submit ... -q)
+                print(task.id)
+            elif args.output == "json":
                 print_json(_dump(task))
             else:
                 print_table([_dump(task)], TASK_COLUMNS)
@@ -293,7 +297,8 @@ def _wait_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--timeout-wait", type=float, default=None, metavar="SECONDS",
                         help="give up waiting after this long (exit 3)")
     parser.add_argument("--interval", type=float, default=1.0, help="poll interval in seconds")
-    parser.add_argument("-q", "--quiet", action="store_true", help="no progress lines on stderr")
+    parser.add_argument("-q", "--quiet", action="store_true",
+                        help="print only the task id (submit); no progress lines on stderr (wait)")
 
 
 def register(subparsers: Any) -> None:

@@ -144,6 +144,22 @@ def test_rest_submission_runs_to_completion_with_its_result(dev_stack: DevStack)
         assert http.get(f"/api/v1/tasks/{task_id}", headers={"X-API-Key": "dev-bob-key"}).status_code == 404
 
 
+def test_cli_submits_waits_and_prints_the_result(dev_stack: DevStack) -> None:
+    env = {**os.environ, "KUBETASK_URL": dev_stack.url, "KUBETASK_API_KEY": "dev-alice-key"}
+    cli = [sys.executable, "-m", "kubetask.cli", "tasks"]
+    submitted = subprocess.run([*cli, "submit", "--name", "cli demo", "--image", "busybox", "--gpus", "1",
+                                "--annotation", "kubetask.dev/sim-duration-seconds=0.3",
+                                "--annotation", 'kubetask.dev/sim-termination-message={"answer": 42}', "-q"],
+                               capture_output=True, text=True, env=env, timeout=60)
+    assert submitted.returncode == 0, submitted.stderr
+    task_id = submitted.stdout.strip()
+    assert task_id.startswith("cli-demo-")
+    waited = subprocess.run([*cli, "wait", task_id], capture_output=True, text=True, env=env, timeout=90)
+    assert waited.returncode == 0, waited.stderr
+    assert json.loads(waited.stdout) == {"answer": 42}
+    assert f"{task_id}: completed" in waited.stderr  # progress goes to stderr
+
+
 def test_sigterm_stops_everything_cleanly(dev_stack: DevStack) -> None:
     dev_stack.proc.send_signal(signal.SIGTERM)
     assert dev_stack.proc.wait(timeout=30) == 0
