@@ -144,6 +144,26 @@ def test_rest_submission_runs_to_completion_with_its_result(dev_stack: DevStack)
         assert http.get(f"/api/v1/tasks/{task_id}", headers={"X-API-Key": "dev-bob-key"}).status_code == 404
 
 
+def test_kubectl_task_that_exits_1_with_two_retries_fails_after_three_executions(dev_stack: DevStack) -> None:
+    manifest = {"apiVersion": "kubetask.io/v1alpha1", "kind": "Task", "metadata": {"name": "always-fails"},
+                "spec": {"image": "busybox", "maxRetries": 2, "retryBackoffSeconds": 0,
+                         "podAnnotations": {"kubetask.dev/sim-exit-code": "1",
+                                            "kubetask.dev/sim-duration-seconds": "0.2"}}}
+    created = subprocess.run([_kubectl(), "--kubeconfig", str(dev_stack.kubeconfig), "-n", "kubetask-alice",
+                              "create", "-f", "-"], input=json.dumps(manifest), capture_output=True, text=True,
+                             timeout=60)
+    assert created.returncode == 0, created.stderr
+    deadline = time.monotonic() + 60
+    while _task_phase(dev_stack, "always-fails") not in ("Succeeded", "Failed") and time.monotonic() < deadline:
+        time.sleep(0.5)
+    task = json.loads(dev_stack.kubectl("-n", "kubetask-alice", "get", "task", "always-fails", "-o", "json").stdout)
+    assert task["status"]["phase"] == "Failed"
+    executions = task["status"]["executions"]
+    assert [e["id"] for e in executions] == [1, 2, 3]
+    assert {e["exitCode"] for e in executions} == {1}
+    assert [e["jobName"] for e in executions] == ["always-fails-1", "always-fails-2", "always-fails-3"]
+
+
 def test_cli_submits_waits_and_prints_the_result(dev_stack: DevStack) -> None:
     env = {**os.environ, "KUBETASK_URL": dev_stack.url, "KUBETASK_API_KEY": "dev-alice-key"}
     cli = [sys.executable, "-m", "kubetask.cli", "tasks"]
