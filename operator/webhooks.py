@@ -13,6 +13,7 @@ import ipaddress
 from collections.abc import AsyncIterator, Collection
 from typing import Any
 
+import aiohttp.web
 import kopf
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -58,12 +59,26 @@ def self_signed_certificate(hostnames: Collection[str], password: str | None = N
     return cert.public_bytes(serialization.Encoding.PEM), key_pem
 
 
+# An AdmissionReview carries the object and, on UPDATE, its old version too: a Task with a
+# 1 MiB script (the seeds' limit) makes a review of 2+ MiB, past aiohttp's default 1 MiB body
+# limit, which would fail closed. The apiserver's own request limit is 3 MiB per object.
+MAX_REVIEW_BYTES = 8 * 1024 * 1024
+
+
 class WebhookServer(kopf.WebhookServer):
     """Kopf's local HTTPS webhook server; self-signed certificates come from ``cryptography``."""
 
     @staticmethod
     def build_certificate(hostnames: Collection[str], password: str | None = None) -> tuple[bytes, bytes]:
         return self_signed_certificate(hostnames, password)
+
+    @staticmethod
+    async def _serve(fn: Any, request: aiohttp.web.Request) -> aiohttp.web.Response:
+        # Kopf builds its aiohttp app with the default body limit; a clone of the request may
+        # read more (aiohttp's public ``clone(client_max_size=...)``).
+        larger = request.clone(client_max_size=MAX_REVIEW_BYTES)
+        response: aiohttp.web.Response = await kopf.WebhookServer._serve(fn, larger)
+        return response
 
 
 class ServiceWebhookServer(WebhookServer):
