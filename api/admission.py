@@ -8,7 +8,7 @@ to the REST error (status, code, and the REST name of the field).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from kubetask.core import admission as core
@@ -48,17 +48,31 @@ def _code_for(status: int, message: str) -> str:
 def admit(
     task: Obj,
     tenant: Mapping[str, Any],
-    tenant_tasks: Sequence[Mapping[str, Any]],
+    tenant_tasks: Sequence[Mapping[str, Any]] | Callable[[], Sequence[Mapping[str, Any]]],
     templates: Sequence[Mapping[str, Any]],
+    *,
+    pending_count: Callable[[str], int] | None = None,
 ) -> None:
-    """Apply the webhook's defaults to ``task`` (in place) and check it; raise :class:`RestError` if refused."""
+    """Apply the webhook's defaults to ``task`` (in place) and check it; raise :class:`RestError` if refused.
+
+    ``tenant_tasks`` may be a callable: it is only needed (and called) when the task has dependencies, if
+    ``pending_count(tenant_name)`` is given to count the tenant's waiting tasks (e.g. from precomputed rows).
+    """
     tenant_name = str((tenant.get("metadata") or {}).get("name") or (task.get("spec") or {}).get("user"))
     tenant_spec = tenant.get("spec") or {}
     template_specs = {str((t.get("metadata") or {}).get("name")): (t.get("spec") or {}) for t in templates}
     spec = core.default_spec(task.get("spec") or {}, tenant_name=tenant_name, tenant_spec=tenant_spec,
                              templates=template_specs)
+    loaded: list[Sequence[Mapping[str, Any]]] = []
+
+    def siblings() -> Sequence[Mapping[str, Any]]:
+        if not loaded:
+            loaded.append(tenant_tasks() if callable(tenant_tasks) else tenant_tasks)
+        return loaded[0]
+
+    # The namespace's dependency graph is only read for a task that has dependencies.
     existing = {str((t.get("metadata") or {}).get("name")): list((t.get("spec") or {}).get("dependsOn") or [])
-                for t in tenant_tasks}
+                for t in siblings()} if spec.get("dependsOn") else None
     verdict = core.validate_task(
         spec,
         name=(task.get("metadata") or {}).get("name"),
@@ -67,7 +81,8 @@ def admit(
         tenant_name=tenant_name,
         tenant_spec=tenant_spec,
         tenant_status=tenant.get("status") or {},
-        pending_count=core.count_pending(tenant_tasks, tenant_name),
+        pending_count=pending_count(tenant_name) if pending_count is not None
+        else core.count_pending(siblings(), tenant_name),
         templates=template_specs,
         existing=existing,
     )

@@ -15,7 +15,11 @@ from kubetask.kube.client import KubeClient
 SYNC_WAIT_SECONDS = 10.0
 
 
-def get_state(request: Request) -> AppState:
+# Dependencies are ``async def`` even when they do not await: FastAPI runs a plain ``def`` dependency in a
+# worker thread, a thread hop (and GIL hand-off) on every request.
+
+
+async def get_state(request: Request) -> AppState:
     state: AppState = request.app.state.kubetask
     return state
 
@@ -23,7 +27,7 @@ def get_state(request: Request) -> AppState:
 State = Annotated[AppState, Depends(get_state)]
 
 
-def get_cluster(state: State) -> KubeClient:
+async def get_cluster(state: State) -> KubeClient:
     return state.client
 
 
@@ -37,7 +41,7 @@ Cluster = Annotated[KubeClient, Depends(get_cluster)]
 TaskCache = Annotated[Informer, Depends(get_task_cache)]
 
 
-def queued_as_pending(request: Request) -> bool:
+async def queued_as_pending(request: Request) -> bool:
     """True on seed 004's root paths, whose status vocabulary has no ``queued``."""
     return bool(getattr(request.state, "queued_as_pending", False))
 

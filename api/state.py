@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import time
+from collections import OrderedDict
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 from typing import Any
 
 from kubetask.api.auth import Authenticator
 from kubetask.api.metrics import ApiMetrics
 from kubetask.api.ratelimit import RateLimiter
-from kubetask.core.rest import LABEL_USER
+from kubetask.core.admission import NOT_ADMITTED_PHASES
+from kubetask.core.rest import LABEL_USER, task_row
 from kubetask.core.workers import pod_node
-from kubetask.kube.cache import Informer, InformerSet
+from kubetask.kube.cache import Informer, InformerSet, Key, object_key
 from kubetask.kube.client import NODES, PODS, SECRETS, TASK_TEMPLATES, TASKS, TENANTS, KubeClient, Obj
 from kubetask.settings import ApiSettings, KubeSettings
 
@@ -31,6 +34,64 @@ class HealthProbe:
     detail: str = "not checked"
 
 
+class ResultCache:
+    """A small LRU of computed results whose keys carry the version of their inputs (e.g. an informer's
+    bucket stamp), so a changed input is simply a different key and stale entries age out."""
+
+    def __init__(self, size: int = 64) -> None:
+        self.size = size
+        self._entries: OrderedDict[Hashable, Any] = OrderedDict()
+        self.hits = self.misses = 0
+
+    def get(self, key: Hashable, compute: Callable[[], Any]) -> Any:
+        try:
+            value = self._entries[key]
+        except KeyError:
+            self.misses += 1
+            value = self._entries[key] = compute()
+            if len(self._entries) > self.size:
+                self._entries.popitem(last=False)
+            return value
+        self.hits += 1
+        self._entries.move_to_end(key)
+        return value
+
+    def clear(self) -> None:
+        self._entries.clear()
+
+
+class PendingCounts:
+    """Waiting tasks per ``(namespace, spec.user)`` by :func:`kubetask.core.admission.count_pending`'s rule
+    (not cancelled, phase unset, Pending or Queued), kept current from the task informer's events so the
+    pending-limit check of ``POST /tasks`` does not walk the namespace."""
+
+    def __init__(self) -> None:
+        self._bucket_of: dict[Key, tuple[str, str]] = {}
+        self._counts: dict[tuple[str, str], int] = {}
+
+    def on_event(self, event_type: str, obj: Obj) -> None:
+        key = object_key(obj)
+        old = self._bucket_of.pop(key, None)
+        if old is not None:
+            left = self._counts[old] - 1
+            if left:
+                self._counts[old] = left
+            else:
+                del self._counts[old]
+        if event_type == "DELETED":
+            return
+        spec = obj.get("spec") or {}
+        user = spec.get("user")
+        phase = (obj.get("status") or {}).get("phase")
+        if user and isinstance(user, str) and not spec.get("cancel") and phase in NOT_ADMITTED_PHASES:
+            bucket = (key[0], user)
+            self._bucket_of[key] = bucket
+            self._counts[bucket] = self._counts.get(bucket, 0) + 1
+
+    def count(self, namespace: str, user: str) -> int:
+        return self._counts.get((namespace, user), 0)
+
+
 @dataclass
 class AppState:
     settings: ApiSettings
@@ -44,6 +105,9 @@ class AppState:
     owns_client: bool = False
     health: HealthProbe = field(default_factory=HealthProbe)
     extra: dict[str, Any] = field(default_factory=dict)
+    task_queries: ResultCache = field(default_factory=ResultCache)
+    pending: PendingCounts = field(default_factory=PendingCounts)
+    """Sorted ``GET /tasks`` matches per (caller's tasks version, filters, sort); see ``routes.common``."""
 
     @property
     def tasks(self) -> Informer:
@@ -65,7 +129,7 @@ class AppState:
     def build(cls, settings: ApiSettings, kube: KubeSettings, client: KubeClient, *, owns_client: bool,
               metrics: ApiMetrics | None = None) -> AppState:
         informers = InformerSet()
-        informers.add("tasks", Informer(client, TASKS, indexers={"user": _task_user}))
+        informers.add("tasks", Informer(client, TASKS, indexers={"user": _task_user}, derive=task_row))
         informers.add("templates", Informer(client, TASK_TEMPLATES))
         informers.add("tenants", Informer(client, TENANTS))
         informers.add("secrets", Informer(client, SECRETS, label_selector=API_KEY_SELECTOR))
@@ -76,4 +140,5 @@ class AppState:
         state = cls(settings=settings, kube_settings=kube, client=client, informers=informers, auth=auth,
                     owns_client=owns_client, metrics=metrics or ApiMetrics())
         state.metrics.track_tasks(lambda: informers["tasks"].list())
+        informers["tasks"].add_listener(state.pending.on_event)
         return state

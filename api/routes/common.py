@@ -2,17 +2,27 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 
 from kubetask.api.admission import admit
 from kubetask.api.auth import Principal
 from kubetask.api.errors import problem_from_api_error
 from kubetask.api.state import AppState
-from kubetask.core.rest import RestError, generate_task_id, not_found, task_public
+from kubetask.core.admission import count_pending
+from kubetask.core.rest import (
+    RestError,
+    TaskQuery,
+    TaskRow,
+    encode_json,
+    generate_task_id,
+    match_rows,
+    not_found,
+    query_key,
+    task_public,
+)
 from kubetask.kube.client import TASKS, ApiError, Obj
 
 
@@ -20,7 +30,13 @@ class FastJSON(JSONResponse):
     """Compact JSON with no extra validation pass (bodies are built by the core)."""
 
     def render(self, content: Any) -> bytes:
-        return json.dumps(content, ensure_ascii=False, separators=(",", ":"), default=str).encode()
+        return encode_json(content).encode()
+
+
+class RawJSON(Response):
+    """A body already encoded with :func:`~kubetask.core.rest.encode_json` (e.g. from precomputed rows)."""
+
+    media_type = "application/json"
 
 
 def visible(user: Principal, obj: Mapping[str, Any]) -> bool:
@@ -51,9 +67,37 @@ def user_tasks(state: AppState, user: Principal, *, all_users: bool | None = Non
     return [o for o in state.tasks.by_index("namespace", user.namespace) if visible(user, o)]
 
 
+def user_rows(state: AppState, user: Principal) -> list[TaskRow]:
+    """:func:`user_tasks` as the cache's precomputed rows (same tasks, same order)."""
+    if user.is_admin:
+        return state.tasks.derived_list()
+    rows: list[TaskRow] = state.tasks.derived_by_index("namespace", user.namespace)
+    tenant = user.tenant
+    return [r for r in rows if r.namespace == user.namespace and r.owner in (None, "", tenant)]
+
+
+def matching_rows(state: AppState, user: Principal, q: TaskQuery) -> list[TaskRow]:
+    """``match_rows(user_rows(...), q)``: every match in order, cached until one of the caller's tasks changes
+    (the namespace bucket's stamp; any task for an admin).  The list is shared: slice it, never change it."""
+    if user.is_admin:
+        version: tuple[Any, ...] = ("*", state.tasks.generation)
+    else:
+        version = (user.namespace, user.tenant, state.tasks.index_stamp("namespace", user.namespace))
+    result: list[TaskRow] = state.task_queries.get((version, query_key(q)),
+                                                    lambda: match_rows(user_rows(state, user), q))
+    return result
+
+
 def tenant_tasks(state: AppState, tenant: str, namespace: str) -> list[Obj]:
     return [o for o in state.tasks.by_index("namespace", namespace)
             if (o.get("spec") or {}).get("user") in (None, "", tenant)]
+
+
+def pending_count(state: AppState, user: Principal, tenant_name: str) -> int:
+    """``count_pending(tenant_tasks(...), tenant_name)``, from counts the task informer keeps current."""
+    if tenant_name and tenant_name == user.tenant:
+        return state.pending.count(user.namespace, tenant_name)
+    return count_pending(tenant_tasks(state, user.tenant, user.namespace), tenant_name)
 
 
 def tenant_of(state: AppState, user: Principal) -> Mapping[str, Any]:
@@ -73,8 +117,9 @@ async def create_task_object(
 ) -> Obj:
     """Admission check, then create with a generated name (retrying on AlreadyExists); cache the result."""
     tenant = tenant_of(state, user)
-    admit(obj, tenant, tenant_tasks(state, user.tenant, user.namespace),
-          list(templates) if templates is not None else state.templates.list())
+    admit(obj, tenant, lambda: tenant_tasks(state, user.tenant, user.namespace),
+          list(templates) if templates is not None else state.templates.list(),
+          pending_count=lambda name: pending_count(state, user, name))
     display = (obj.get("spec") or {}).get("displayName")
     last_error: ApiError | None = None
     for _ in range(5):

@@ -13,8 +13,10 @@ from kubetask.api.deps import CurrentUser, Seed004, State, TaskCache, authentica
 from kubetask.api.errors import problem_from_api_error
 from kubetask.api.routes.common import (
     FastJSON,
+    RawJSON,
     create_task_object,
     find_task,
+    matching_rows,
     patch_task,
     present,
     tenant_of,
@@ -53,11 +55,10 @@ from kubetask.core.rest import (
     compare_tasks,
     execution_public,
     group_by_status,
-    list_envelope,
+    list_envelope_json,
     make_query,
     parse_priority,
     public_status,
-    query_tasks,
     queue_status_public,
     replace_by_merge_patch,
     task_phase,
@@ -156,11 +157,13 @@ async def list_tasks(
     )
     if format is not None and format.lower() not in ("array", "list", "envelope", "json"):
         raise RestError(422, "VALIDATION_ERROR", "format: use 'array' or 'envelope'", field="format")
-    total, items = query_tasks(user_tasks(state, user), q)
-    public = [present(o, seed004) for o in items]
+    # Precomputed rows: filter/sort keys and each task's public JSON are made once per object version.
+    matched = matching_rows(state, user, q)
+    public = [r.public_json(seed004) for r in matched[q.offset:q.offset + q.limit]]
+    total = len(matched)
     if format is not None and format.lower() in ("array", "list"):
-        return FastJSON(public)
-    return FastJSON(list_envelope(total, q, public))
+        return RawJSON("[" + ",".join(public) + "]")
+    return RawJSON(list_envelope_json(total, q, public))
 
 
 @router.get("/status", name="grouped-by-status", response_model=StatusGroups,

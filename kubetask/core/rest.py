@@ -10,7 +10,8 @@ directly.
   carries every seed's field names at once (``id`` and ``task_id``, ``name``
   and ``task_name``, ...).
 * :class:`TaskQuery` with :func:`query_tasks` filters, sorts and pages cached
-  objects.
+  objects; :class:`TaskRow` precomputes the same keys (and the public JSON) once
+  per object version, for :func:`query_rows` over a watch cache.
 
 Every refusal is a :class:`RestError` carrying the HTTP status, a stable
 machine code and, for 422s, the offending field.
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import calendar
 import copy
+import json
 import re
 import secrets
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -1476,6 +1478,195 @@ def list_envelope(total: int, q: TaskQuery, items: list[Obj]) -> Obj:
         "tasks": items,
         "data": items,
     }
+
+
+# --------------------------------------------------------------------------- precomputed rows
+
+
+def encode_json(value: Any) -> str:
+    """The API's JSON encoding (compact, UTF-8 as is): every response body is made with it."""
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str)
+
+
+_UNSET: Any = object()
+
+
+class TaskRow:
+    """One Task object version, with the keys :func:`task_matches` and :func:`query_tasks` read precomputed,
+    and its public JSON (:func:`task_public` through :func:`encode_json`) made on first use and kept.
+
+    Built once per object version (the watch cache builds it when it stores the object); the object must not
+    be changed in place afterwards (cached objects never are).
+    """
+
+    __slots__ = ("_created_at", "_haystack", "_json", "_json_seed004", "_sort", "created_key", "filter_phase",
+                 "model_name", "name", "namespace", "node", "obj", "owner", "param_model", "priority", "queue", "tags",
+                 "task_type", "template")
+
+    def __init__(self, obj: Mapping[str, Any]) -> None:
+        spec = obj.get("spec") or {}
+        meta = obj.get("metadata") or {}
+        ann = meta.get("annotations") or {}
+        template = spec.get("template") or {}
+        self.obj = obj
+        self.name = str(meta.get("name"))
+        self.namespace = meta.get("namespace")
+        self.owner = spec.get("user")
+        self.created_key = _sort_created(obj)
+        phase = task_phase(obj)
+        if spec.get("cancel") and phase not in TERMINAL_PHASES:
+            phase = "Cancelled"
+        self.filter_phase = phase
+        self.priority = spec.get("priority", DEFAULT_PRIORITY)
+        self.template = template.get("name")
+        self.param_model = (template.get("parameters") or {}).get("model")
+        self.task_type = ann.get(ANNOTATION_TASK_TYPE)
+        self.model_name = ann.get(ANNOTATION_MODEL_NAME)
+        self.queue = spec.get("queue", DEFAULT_QUEUE)
+        self.tags = frozenset(spec.get("tags") or [])
+        self.node = (obj.get("status") or {}).get("nodeName")
+        self._created_at: datetime | None = _UNSET
+        self._haystack: str | None = None
+        self._sort: dict[Callable[[Mapping[str, Any]], Any], tuple[Any, str, str]] = {}
+        self._json: str | None = None
+        self._json_seed004: str | None = None
+
+    @property
+    def created_at(self) -> datetime | None:
+        if self._created_at is _UNSET:
+            self._created_at = parse_time((self.obj.get("metadata") or {}).get("creationTimestamp"))
+        return self._created_at
+
+    @property
+    def haystack(self) -> str:
+        """What ``search=`` looks in (lowercase), as :func:`task_matches` builds it."""
+        if self._haystack is None:
+            obj = self.obj
+            spec = obj.get("spec") or {}
+            meta = obj.get("metadata") or {}
+            ann = meta.get("annotations") or {}
+            self._haystack = " ".join(str(x) for x in (
+                meta.get("name"), spec.get("displayName"), spec.get("description"),
+                (spec.get("template") or {}).get("name"), ann.get(ANNOTATION_TASK_TYPE),
+                ann.get(ANNOTATION_MODEL_NAME), spec.get("queue"), spec.get("image"),
+                " ".join(spec.get("tags") or []), (obj.get("status") or {}).get("message"),
+            ) if x).lower()
+        return self._haystack
+
+    def sort_key(self, key: Callable[[Mapping[str, Any]], Any]) -> tuple[Any, str, str]:
+        """``(key(obj), creation order, name)``: the sort key of :func:`query_tasks` for ``key``."""
+        found = self._sort.get(key)
+        if found is None:
+            found = self._sort[key] = (key(self.obj), self.created_key, self.name)
+        return found
+
+    def public_json(self, queued_as_pending: bool = False) -> str:
+        """``encode_json(task_public(obj, queued_as_pending=...))``, made once."""
+        if queued_as_pending:
+            if self._json_seed004 is None:
+                self._json_seed004 = encode_json(task_public(self.obj, queued_as_pending=True))
+            return self._json_seed004
+        if self._json is None:
+            self._json = encode_json(task_public(self.obj))
+        return self._json
+
+
+def task_row(obj: Mapping[str, Any]) -> TaskRow:
+    return TaskRow(obj)
+
+
+RowCheck = Callable[[TaskRow], bool]
+
+
+def row_filter(q: TaskQuery) -> RowCheck | None:
+    """:func:`task_matches` for rows, with only the checks ``q`` asks for (``None``: every row matches)."""
+    checks: list[RowCheck] = []
+    if q.phases:
+        phases = frozenset(q.phases)
+        checks.append(lambda r: r.filter_phase in phases)
+    if q.priority is not None:
+        priority = q.priority
+        checks.append(lambda r: r.priority == priority)
+    if q.min_priority is not None:
+        low = q.min_priority
+        checks.append(lambda r: not r.priority < low)
+    if q.max_priority is not None:
+        high = q.max_priority
+        checks.append(lambda r: not r.priority > high)
+    if q.template is not None:
+        template = q.template
+        checks.append(lambda r: r.template == template)
+    if q.task_type is not None:
+        task_type = q.task_type
+        checks.append(lambda r: r.task_type == task_type)
+    if q.model_name is not None:
+        model = q.model_name
+        checks.append(lambda r: r.model_name == model or r.param_model == model)
+    if q.queue_name is not None:
+        queue = q.queue_name
+        checks.append(lambda r: r.queue == queue)
+    if q.tags:
+        tags = frozenset(q.tags)
+        checks.append(lambda r: tags <= r.tags)
+    if q.user is not None:
+        user = q.user
+        checks.append(lambda r: r.owner == user)
+    if q.worker_id is not None:
+        worker = q.worker_id
+        checks.append(lambda r: r.node == worker)
+    if q.created_after or q.created_before:
+        after, before = q.created_after, q.created_before
+
+        def created_in_range(r: TaskRow) -> bool:
+            created = r.created_at
+            if created is None:
+                return False
+            return not ((after and created < after) or (before and created > before))
+
+        checks.append(created_in_range)
+    if q.search:
+        needle = q.search
+        checks.append(lambda r: needle in r.haystack)
+    if not checks:
+        return None
+    if len(checks) == 1:
+        return checks[0]
+    if len(checks) == 2:
+        first, second = checks
+        return lambda r: first(r) and second(r)
+    return lambda r: all(check(r) for check in checks)
+
+
+def match_rows(rows: Iterable[TaskRow], q: TaskQuery) -> list[TaskRow]:
+    """Every row matching ``q``, in ``q``'s order (:func:`query_tasks` before paging)."""
+    check = row_filter(q)
+    matched = list(rows) if check is None else [r for r in rows if check(r)]
+    key = SORT_FIELDS[q.sort_by]
+    matched.sort(key=lambda r: r.sort_key(key), reverse=q.descending)
+    return matched
+
+
+def query_rows(rows: Iterable[TaskRow], q: TaskQuery) -> tuple[int, list[TaskRow]]:
+    """:func:`query_tasks` over precomputed rows: the same matches, order and page."""
+    matched = match_rows(rows, q)
+    return len(matched), matched[q.offset:q.offset + q.limit]
+
+
+def query_key(q: TaskQuery) -> tuple[Any, ...]:
+    """What decides :func:`match_rows`'s result besides the rows (everything but the page): a cache key."""
+    return (frozenset(q.phases), q.priority, q.min_priority, q.max_priority, q.template, q.task_type, q.model_name,
+            q.queue_name, tuple(q.tags), q.user, q.worker_id, q.created_after, q.created_before, q.search,
+            SORT_FIELDS[q.sort_by], q.descending)
+
+
+def list_envelope_json(total: int, q: TaskQuery, items_json: Sequence[str]) -> str:
+    """``encode_json(list_envelope(total, q, items))`` from the items' own JSON texts."""
+    items = "[" + ",".join(items_json) + "]"
+    pages = (total + q.limit - 1) // q.limit if q.limit else 0
+    page = q.offset // q.limit + 1 if q.limit else 1
+    has_more = "true" if q.offset + len(items_json) < total else "false"
+    return (f'{{"total":{total},"limit":{q.limit},"offset":{q.offset},"page":{page},"pages":{pages},'
+            f'"has_more":{has_more},"tasks":{items},"data":{items}}}')
 
 
 def group_by_status(objs: Iterable[Mapping[str, Any]], *, queued_as_pending: bool = False) -> dict[str, list[Obj]]:

@@ -6,7 +6,10 @@
   extra index functions given);
 * exposes a ``synced`` flag (and :meth:`Informer.wait_synced`);
 * read-your-writes: :meth:`Informer.upsert` inserts an object returned by the
-  apiserver right after a write, unless the cache already holds a newer one.
+  apiserver right after a write, unless the cache already holds a newer one;
+* optionally derives a value from each object version as it is stored (``derive=``,
+  e.g. precomputed query keys), read back with :meth:`Informer.derived_by_index`
+  and :meth:`Informer.derived_list`, so request handlers need not recompute it.
 
 Reads never touch the apiserver, so request handlers can serve lists and gets
 from memory.
@@ -31,6 +34,7 @@ log = logging.getLogger(__name__)
 Key = tuple[str, str]
 IndexFunc = Callable[[Obj], Iterable[str]]
 Listener = Callable[[str, Obj], None]
+Derive = Callable[[Obj], Any]
 
 LABEL_USER = "kubetask.io/user"
 
@@ -88,6 +92,7 @@ class Informer:
         indexers: Mapping[str, IndexFunc] | None = None,
         watch_timeout_seconds: int = 240,
         max_backoff: float = 30.0,
+        derive: Derive | None = None,
     ) -> None:
         self.client = client
         self.resource = resource
@@ -99,6 +104,9 @@ class Informer:
         self._items: dict[Key, Obj] = {}
         self._indexes: dict[str, dict[str, set[Key]]] = {name: {} for name in self.indexers}
         self._index_values: dict[Key, dict[str, list[str]]] = {}
+        self.derive = derive
+        self._derived: dict[Key, Any] = {}
+        self._bucket_stamps: dict[tuple[str, str], int] = {}
         self._synced = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._resource_version: str | None = None
@@ -130,6 +138,28 @@ class Informer:
         keys = self._indexes[index].get(value, ())
         return [self._items[k] for k in keys if k in self._items]
 
+    def index_stamp(self, index: str, value: str) -> int:
+        """Changes whenever an object of the bucket ``index=value`` is added, replaced or removed (``-1`` while
+        the bucket is empty): a key for caching what is computed from that bucket."""
+        return self._bucket_stamps.get((index, value), -1)
+
+    def derived_by_index(self, index: str, value: str) -> builtins.list[Any]:
+        """``derive(obj)`` of :meth:`by_index`'s objects (same order), as stored with each object version."""
+        keys = self._indexes[index].get(value, ())
+        return [self._derived_for(k) for k in keys if k in self._items]
+
+    def derived_list(self) -> builtins.list[Any]:
+        """``derive(obj)`` of :meth:`list`'s objects (same order)."""
+        return [self._derived_for(k) for k in self._items]
+
+    def _derived_for(self, key: Key) -> Any:
+        found = self._derived.get(key, _MISSING)
+        if found is _MISSING:
+            if self.derive is None:
+                raise LookupError(f"informer {self.resource.plural} has no derive function")
+            found = self.derive(self._items[key])  # failed when stored: raise to the reader now
+        return found
+
     def __len__(self) -> int:
         return len(self._items)
 
@@ -155,33 +185,45 @@ class Informer:
         if old is not None:
             self._unindex(key)
             del self._items[key]
+            self._derived.pop(key, None)
             self._notify("DELETED", old)
 
     def _store(self, key: Key, obj: Obj) -> None:
         self._unindex(key)
         self._items[key] = obj
         values: dict[str, list[str]] = {}
+        stamp = self.generation + 1
         for name, func in self.indexers.items():
             vals = list(func(obj))
             values[name] = vals
             for v in vals:
                 self._indexes[name].setdefault(v, set()).add(key)
+                self._bucket_stamps[(name, v)] = stamp
         self._index_values[key] = values
+        if self.derive is not None:
+            try:
+                self._derived[key] = self.derive(obj)
+            except Exception:  # a bad object must not break the informer; readers derive (and fail) on demand
+                self._derived.pop(key, None)
+                log.exception("deriving from %s %s/%s failed", self.resource.kind, *key)
         self.generation += 1
 
     def _unindex(self, key: Key) -> None:
         values = self._index_values.pop(key, None)
         if not values:
             return
+        self.generation += 1
         for name, vals in values.items():
             index = self._indexes[name]
             for v in vals:
                 bucket = index.get(v)
                 if bucket is not None:
                     bucket.discard(key)
-                    if not bucket:
+                    if bucket:
+                        self._bucket_stamps[(name, v)] = self.generation
+                    else:
                         del index[v]
-        self.generation += 1
+                        self._bucket_stamps.pop((name, v), None)
 
     def _notify(self, event_type: str, obj: Obj) -> None:
         for listener in self._listeners:
@@ -289,6 +331,9 @@ class Informer:
         if is_newer(obj, current):
             self._store(key, obj)
             self._notify(str(event_type), obj)
+
+
+_MISSING: Any = object()
 
 
 class _Gone(Exception):

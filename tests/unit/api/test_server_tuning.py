@@ -1,0 +1,58 @@
+"""How the API process tunes its runtime: aiohttp's per-request env lookups, the collector's thresholds."""
+
+from __future__ import annotations
+
+import gc
+import threading
+from typing import Any
+
+import pytest
+
+from kubetask.api.app import skip_needless_env_lookups
+from kubetask.api.server import SERVER_GC_THRESHOLDS, server_gc_thresholds
+
+
+class _Session:
+    _trust_env = True
+
+
+class _Client:
+    """Shaped like KubeClient: ``_api.rest_client.pool_manager`` is the aiohttp session."""
+
+    class _api:
+        class rest_client:
+            pool_manager = _Session()
+
+
+def test_env_lookups_are_skipped_only_without_proxies_or_netrc(monkeypatch: pytest.MonkeyPatch,
+                                                               tmp_path: Any) -> None:
+    for var in ("http_proxy", "https_proxy", "all_proxy", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NETRC"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    session = _Client._api.rest_client.pool_manager
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy:3128")
+    assert skip_needless_env_lookups(_Client()) is False and session._trust_env is True  # type: ignore[arg-type]
+    monkeypatch.delenv("HTTPS_PROXY")
+    (tmp_path / ".netrc").write_text("machine x login y password z\n")
+    assert skip_needless_env_lookups(_Client()) is False and session._trust_env is True  # type: ignore[arg-type]
+    (tmp_path / ".netrc").unlink()
+    assert skip_needless_env_lookups(_Client()) is True and session._trust_env is False  # type: ignore[arg-type]
+    assert skip_needless_env_lookups(object()) is False  # type: ignore[arg-type]
+
+
+def test_gc_thresholds_only_when_the_api_owns_the_process() -> None:
+    before = gc.get_threshold()
+    with server_gc_thresholds():
+        assert gc.get_threshold() == SERVER_GC_THRESHOLDS
+    assert gc.get_threshold() == before
+
+    seen: list[tuple[int, int, int]] = []
+
+    def in_a_thread() -> None:
+        with server_gc_thresholds():
+            seen.append(gc.get_threshold())
+
+    thread = threading.Thread(target=in_a_thread)
+    thread.start()
+    thread.join()
+    assert seen == [before]
