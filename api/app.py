@@ -8,11 +8,8 @@ for them to sync; ``/health`` reports 503 until they have.
 from __future__ import annotations
 
 import logging
-import os
-import urllib.request
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from pathlib import Path
 
 from fastapi import APIRouter, FastAPI
 from fastapi.routing import APIRoute
@@ -65,27 +62,6 @@ def operation_id(route: APIRoute) -> str:
     return f"{route.tags[0]}-{route.name}" if route.tags else route.name
 
 
-def skip_needless_env_lookups(client: KubeClient) -> bool:
-    """Turn off aiohttp's per-request proxy/netrc lookups on the client's session when they cannot find anything.
-
-    kubernetes_asyncio opens its aiohttp session with ``trust_env=True``, so every apiserver call first reads
-    ``~/.netrc`` and the proxy variables in worker threads: two thread hops per call, and in a busy API process
-    each hop waits for the GIL (the main cost of ``POST /tasks`` in ``bench/api_latency.py``).  With no proxy
-    variable and no netrc file both lookups return nothing, so switching them off changes no request.
-    Returns whether it did.  (This belongs in ``KubeClient.connect``; kept here until it moves there.)
-    """
-    if urllib.request.getproxies() or os.environ.get("NETRC"):
-        return False
-    home = Path.home()
-    if (home / ".netrc").exists() or (home / "_netrc").exists():
-        return False
-    session = getattr(getattr(getattr(client, "_api", None), "rest_client", None), "pool_manager", None)
-    if session is None or not hasattr(session, "_trust_env"):
-        return False
-    session._trust_env = False
-    return True
-
-
 def create_app(settings: ApiSettings, kube: KubeSettings, *, client: KubeClient | None = None) -> FastAPI:
     metrics = ApiMetrics()
 
@@ -95,7 +71,6 @@ def create_app(settings: ApiSettings, kube: KubeSettings, *, client: KubeClient 
         owns = kube_client is None
         if kube_client is None:
             kube_client = await KubeClient.connect(kube.kubeconfig, kube.context)
-            skip_needless_env_lookups(kube_client)
         state = AppState.build(settings, kube, kube_client, owns_client=owns, metrics=metrics)
         app.state.kubetask = state
         state.informers.start()

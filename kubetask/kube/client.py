@@ -10,8 +10,11 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import urllib.request
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal, cast
 
 import aiohttp
@@ -120,11 +123,34 @@ async def _raise_for_status(response: aiohttp.ClientResponse) -> None:
     raise ApiError(response.status, payload)
 
 
+def skip_needless_env_lookups(api_client: Any) -> bool:
+    """Turn off aiohttp's per-request proxy/netrc lookups on the client's session when they cannot find anything.
+
+    kubernetes_asyncio opens its aiohttp session with ``trust_env=True`` (no knob to change it), so every
+    apiserver call first reads ``~/.netrc`` and the proxy variables in worker threads: two thread hops per
+    call, and in a busy process each hop waits for the GIL (the main cost of ``POST /tasks`` in
+    ``bench/api_latency.py``).  With no proxy variable and no netrc file both lookups return nothing, so
+    switching them off changes no request.  Returns whether it did; a library without that attribute is
+    left alone.
+    """
+    if urllib.request.getproxies() or os.environ.get("NETRC"):
+        return False
+    home = Path.home()
+    if (home / ".netrc").exists() or (home / "_netrc").exists():
+        return False
+    session = getattr(getattr(api_client, "rest_client", None), "pool_manager", None)
+    if session is None or not hasattr(session, "_trust_env"):
+        return False
+    session._trust_env = False
+    return True
+
+
 class KubeClient:
     """Async dict-in/dict-out access to the apiserver."""
 
     def __init__(self, api_client: k8s_client.ApiClient) -> None:
         self._api = api_client
+        skip_needless_env_lookups(api_client)
 
     @classmethod
     async def connect(cls, kubeconfig: str | None = None, context: str | None = None) -> KubeClient:
