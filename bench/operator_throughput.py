@@ -9,14 +9,24 @@ measures from the sim's own records:
 * the raw rate of creating the same Jobs directly with the shared client against
   the same server in the same run, and the ratio between the two.
 
-Usage: ``python bench/operator_throughput.py --tasks 1000 [--webhook]``
+The simulated apiserver runs in its own process by default (as a real apiserver
+does; sharing the GIL with the operator distorts both); ``--in-process`` runs it in a
+thread of the benchmark process as before.
+
+``--rate R`` submits at a fixed rate instead of all at once, to measure latency when
+submissions do not exceed the admission rate.
+
+Usage: ``python bench/operator_throughput.py --tasks 1000 [--rate 40] [--webhook] [--in-process]``
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import glob
+import multiprocessing as mp
+import os
 import statistics
 import tempfile
 import time
@@ -26,7 +36,7 @@ from typing import Any
 
 from kubetask.core.jobs import build_workload
 from kubetask.kube.client import JOBS, TASKS, KubeClient
-from kubetask.operator.runner import run_operator_in_thread
+from kubetask.operator.runner import OperatorHandle, run_operator_in_thread
 from kubetask.settings import GpuSettings, KubeSettings, OperatorSettings
 from kubetask.sim import SimCluster, SimNode
 
@@ -39,16 +49,23 @@ def task_body(name: str, namespace: str) -> dict[str, Any]:
                      "podAnnotations": {"kubetask.dev/sim-duration-seconds": "0.01"}}}
 
 
-async def submit(client: KubeClient, names: list[str], namespace: str, concurrency: int) -> dict[str, float]:
+async def submit(client: KubeClient, names: list[str], namespace: str, concurrency: int,
+                 create_lat: list[float], rate: float = 0.0) -> dict[str, float]:
+    """Create the Tasks; with ``rate`` > 0, start at most ``rate`` creates per second (an open-loop load)."""
     sem = asyncio.Semaphore(concurrency)
     created: dict[str, float] = {}
+    t_start = time.monotonic()
 
-    async def one(name: str) -> None:
+    async def one(i: int, name: str) -> None:
+        if rate > 0:
+            await asyncio.sleep(max(0.0, t_start + i / rate - time.monotonic()))
         async with sem:
+            t0 = time.monotonic()
             await client.create(TASKS, task_body(name, namespace), namespace)
             created[name] = time.monotonic()
+            create_lat.append(created[name] - t0)
 
-    await asyncio.gather(*(one(n) for n in names))
+    await asyncio.gather(*(one(i, n) for i, n in enumerate(names)))
     return created
 
 
@@ -90,7 +107,7 @@ def pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * (len(ordered) - 1) + 0.5))]
 
 
-async def measure(kubeconfig: str, n: int, concurrency: int) -> dict[str, Any]:
+async def measure(kubeconfig: str, n: int, concurrency: int, rate: float) -> dict[str, Any]:
     client = await KubeClient.connect(kubeconfig)
     try:
         seen: dict[str, float] = {}
@@ -99,7 +116,8 @@ async def measure(kubeconfig: str, n: int, concurrency: int) -> dict[str, Any]:
         await asyncio.sleep(0.3)
         names = [f"bench-{i:05d}" for i in range(n)]
         start = time.monotonic()
-        created = await submit(client, names, "default", concurrency)
+        create_lat: list[float] = []
+        created = await submit(client, names, "default", concurrency, create_lat, rate)
         submitted = time.monotonic() - start
         await asyncio.wait_for(done.wait(), timeout=600)
         elapsed = time.monotonic() - start
@@ -107,50 +125,160 @@ async def measure(kubeconfig: str, n: int, concurrency: int) -> dict[str, Any]:
         await asyncio.gather(watcher, return_exceptions=True)
         latencies = [seen[f"{name}-1"] - created[name] for name in names if f"{name}-1" in seen]
         raw = await raw_job_rate(client, n, "raw", concurrency)
-        return {"latencies": latencies, "elapsed": elapsed, "submitted": submitted, "raw_rate": raw}
+        return {"latencies": latencies, "elapsed": elapsed, "submitted": submitted, "raw_rate": raw,
+                "create_lat": create_lat}
     finally:
         await client.close()
+
+
+def start_cluster() -> SimCluster:
+    nodes = [SimNode(f"cpu-{i}", cpu="1000", memory="4000Gi", pods="5000") for i in range(4)]
+    cluster = SimCluster(nodes=nodes)
+    cluster.start()
+    for path in sorted(glob.glob(str(ROOT / "crds" / "*.yaml"))):
+        cluster.apply_file(path)
+    cluster.apply_manifest({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "raw"}})
+    return cluster
+
+
+def _sim_child(conn: Any, kubeconfig: str) -> None:
+    """Child process: run the sim, report readiness, answer ``stats`` and ``stop``."""
+    cluster = start_cluster()
+    try:
+        cluster.write_kubeconfig(kubeconfig)
+        conn.send(("ready", os.getpid()))
+        while True:
+            cmd = conn.recv()
+            if cmd == "stats":
+                conn.send(cluster.stats())
+            else:
+                break
+    finally:
+        cluster.stop()
+
+
+class SimProcess:
+    """The sim in a child process (``spawn``: no inherited threads or loops)."""
+
+    def __init__(self, kubeconfig: str) -> None:
+        ctx = mp.get_context("spawn")
+        self.conn, child = ctx.Pipe()
+        self.proc = ctx.Process(target=_sim_child, args=(child, kubeconfig), daemon=True)
+        self.proc.start()
+        if not self.conn.poll(120):
+            raise RuntimeError("simulated cluster did not start")
+        _, self.pid = self.conn.recv()
+
+    def stats(self) -> dict[str, Any]:
+        self.conn.send("stats")
+        result: dict[str, Any] = self.conn.recv()
+        return result
+
+    def stop(self) -> None:
+        with contextlib.suppress(OSError):
+            self.conn.send("stop")
+        self.proc.join(30)
+        if self.proc.is_alive():
+            self.proc.terminate()
+
+
+def _operator_child(conn: Any, kubeconfig: str, webhook: bool) -> None:
+    """Child process: run the operator until told to stop."""
+    handle = run_operator_in_thread(operator_settings(webhook), GpuSettings(), KubeSettings(kubeconfig=kubeconfig))
+    try:
+        conn.send(("ready", os.getpid()))
+        conn.recv()
+    finally:
+        handle.stop()
+        conn.send("stopped")
+
+
+class OperatorProcess:
+    """The operator in a child process, as deployed (``--operator-process``)."""
+
+    def __init__(self, kubeconfig: str, webhook: bool) -> None:
+        ctx = mp.get_context("spawn")
+        self.conn, child = ctx.Pipe()
+        self.proc = ctx.Process(target=_operator_child, args=(child, kubeconfig, webhook), daemon=True)
+        self.proc.start()
+        if not self.conn.poll(120):
+            raise RuntimeError("operator did not start")
+        _, self.pid = self.conn.recv()
+
+    def stop(self) -> None:
+        with contextlib.suppress(OSError):
+            self.conn.send("stop")
+            self.conn.poll(60)
+        self.proc.join(30)
+        if self.proc.is_alive():
+            self.proc.terminate()
+
+
+def operator_settings(webhook: bool) -> OperatorSettings:
+    return OperatorSettings(metrics_port=0, liveness_port=0, webhook_port=0, leader_election=False,
+                            webhook_enabled=webhook)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tasks", type=int, default=1000, help="number of Tasks (default 1000)")
     parser.add_argument("--concurrency", type=int, default=32, help="concurrent creates by the submitter")
+    parser.add_argument("--rate", type=float, default=0.0,
+                        help="submit at most this many Tasks per second (default 0: as fast as possible)")
     parser.add_argument("--webhook", action="store_true", help="run with the admission webhook enabled")
+    parser.add_argument("--in-process", action="store_true",
+                        help="run the simulated apiserver in this process (default: its own process)")
+    parser.add_argument("--operator-process", action="store_true",
+                        help="run the operator in its own process too (default: a thread of this process)")
+    parser.add_argument("--pause", type=float, default=0.0,
+                        help="seconds to wait before submitting (to attach a profiler)")
     args = parser.parse_args()
 
-    nodes = [SimNode(f"cpu-{i}", cpu="1000", memory="4000Gi", pods="5000") for i in range(4)]
-    cluster = SimCluster(nodes=nodes)
-    cluster.start()
-    try:
-        for path in sorted(glob.glob(str(ROOT / "crds" / "*.yaml"))):
-            cluster.apply_file(path)
-        cluster.apply_manifest({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "raw"}})
-        with tempfile.TemporaryDirectory() as tmp:
-            kubeconfig = str(cluster.write_kubeconfig(Path(tmp) / "kubeconfig"))
-            settings = OperatorSettings(metrics_port=0, liveness_port=0, webhook_port=0, leader_election=False,
-                                        webhook_enabled=args.webhook)
-            handle = run_operator_in_thread(settings, GpuSettings(), KubeSettings(kubeconfig=kubeconfig))
+    with tempfile.TemporaryDirectory() as tmp:
+        kubeconfig = str(Path(tmp) / "kubeconfig")
+        sim: SimCluster | SimProcess
+        if args.in_process:
+            sim = start_cluster()
+            sim.write_kubeconfig(kubeconfig)
+        else:
+            sim = SimProcess(kubeconfig)
+            print(f"simulated apiserver: pid {sim.pid}   benchmark/operator: pid {os.getpid()}", flush=True)
+        try:
+            handle: OperatorHandle | OperatorProcess
+            if args.operator_process:
+                handle = OperatorProcess(kubeconfig, args.webhook)
+                print(f"operator: pid {handle.pid}", flush=True)
+            else:
+                handle = run_operator_in_thread(operator_settings(args.webhook), GpuSettings(),
+                                                KubeSettings(kubeconfig=kubeconfig))
             try:
-                result = asyncio.run(measure(kubeconfig, args.tasks, args.concurrency))
+                if args.pause:
+                    time.sleep(args.pause)
+                result = asyncio.run(measure(kubeconfig, args.tasks, args.concurrency, args.rate))
             finally:
                 handle.stop()
-        stats = cluster.stats()
-    finally:
-        cluster.stop()
+            stats = sim.stats()
+        finally:
+            sim.stop()
 
     lat = result["latencies"]
     rate = len(lat) / result["elapsed"]
     print(f"kubetask operator throughput — {datetime.now().isoformat(timespec='seconds')}")
     print(f"tasks: {args.tasks}   webhook: {'on' if args.webhook else 'off'}   submit concurrency: "
-          f"{args.concurrency}")
+          f"{args.concurrency}   rate: {args.rate or 'unlimited'}   "
+          f"sim: {'in-process' if args.in_process else 'own process'}   "
+          f"operator: {'own process' if args.operator_process else 'thread of the benchmark process'}")
+    cl = result["create_lat"]
     print(f"submitted {args.tasks} Tasks in {result['submitted']:.2f} s "
-          f"({args.tasks / result['submitted']:.0f} creates/s)")
+          f"({args.tasks / result['submitted']:.0f} creates/s)   Task create latency: p50 "
+          f"{statistics.median(cl) * 1000:.0f} ms   p99 {pct(cl, 0.99) * 1000:.0f} ms")
     print(f"Task-created -> Job-created latency: p50 {statistics.median(lat) * 1000:.0f} ms   "
           f"p99 {pct(lat, 0.99) * 1000:.0f} ms   max {max(lat) * 1000:.0f} ms")
     print(f"admitted: {len(lat)} Jobs in {result['elapsed']:.2f} s = {rate:.0f} tasks/s")
     print(f"raw Job creation with the same client, same server: {result['raw_rate']:.0f} Jobs/s")
     print(f"ratio operator / raw: {rate / result['raw_rate']:.2f}")
+    kinds = sorted(stats.get("request_kinds", {}).items(), key=lambda kv: -kv[1])
+    print("sim requests: " + ", ".join(f"{k} {v}" for k, v in kinds[:12]))
     print(f"duplicate Job names: {len(stats['duplicate_names'])}   quota rejections: {len(stats['quota_rejections'])}")
 
 

@@ -14,10 +14,10 @@ import os
 import socket
 import threading
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 import kopf
 from aiohttp import web
@@ -238,12 +238,39 @@ def webhook_server(settings: OperatorSettings, port: int) -> WebhookServer:
                               host=host, port=port, **tls)
 
 
+class ChangeTrackedDiffBase(kopf.AnnotationsDiffBaseStorage):
+    """Kopf's diff-base storage, skipped for kinds without change-detecting handlers.
+
+    Kopf builds an object's "essence" (a deep copy, cleaned) and decodes the stored one on
+    every watch event of every watched object, although only Tenants have create/update
+    handlers here; Tasks, Jobs and Pods only feed views, and their events dominate.
+    """
+
+    def __init__(self, *, kinds: frozenset[str], prefix: str, key: str) -> None:
+        super().__init__(prefix=prefix, key=key)
+        self.kinds = kinds
+
+    def _skipped(self, body: kopf.Body) -> bool:
+        kind = body.get("kind")
+        return bool(kind) and kind not in self.kinds
+
+    def build(self, *, body: kopf.Body, extra_fields: Iterable[Any] | None = None) -> kopf.BodyEssence:
+        if self._skipped(body):
+            return cast(kopf.BodyEssence, {})
+        return super().build(body=body, extra_fields=extra_fields)
+
+    def fetch(self, *, body: kopf.Body) -> kopf.BodyEssence | None:
+        if self._skipped(body):
+            return None
+        return super().fetch(body=body)
+
+
 def kopf_settings(settings: OperatorSettings, webhook_port: int) -> kopf.OperatorSettings:
     ks = kopf.OperatorSettings()
     ks.posting.level = logging.WARNING
     ks.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix="kubetask.io")
-    ks.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
-        prefix="kubetask.io", key="last-handled-configuration")
+    ks.persistence.diffbase_storage = ChangeTrackedDiffBase(
+        kinds=frozenset({"Tenant"}), prefix="kubetask.io", key="last-handled-configuration")
     ks.persistence.finalizer = "kubetask.io/finalizer"
     ks.process.ultimate_exiting_timeout = None
     ks.watching.server_timeout = 300
@@ -299,7 +326,7 @@ async def run_operator(
     stop = stop or asyncio.Event()
     logging.getLogger("kopf.objects").setLevel(logging.WARNING)  # one line per handled event is too much
     configuration = await load_configuration(kube)
-    client = KubeClient(k8s_client.ApiClient(configuration))
+    client = KubeClient(k8s_client.ApiClient(configuration))  # also drops aiohttp's empty env lookups
     metrics = Metrics()
     state = State(settings, gpu, kube, client, clock=clock, metrics=metrics)
     state.connection_info = connection_info(configuration)

@@ -10,6 +10,15 @@ Each pass:
    merge-patch each changed ``/status``, record Events, delete workloads and
    expired Tasks, account finished GPU time into the Tenant.
 
+The pass waits for its Job creates (so admissions reach the cluster in priority
+order), but not for the per-Task follow-ups (status patch, events, deletes):
+those run in the background, chained per Task so one Task's patches land in
+order, while the next pass already runs.  Until a Task's chain has finished,
+passes see the Task with the status its chain will have written (the
+"overlay"), so an in-flight admission still counts as running and is never
+admitted twice; if a link fails, the rest of that Task's chain is skipped and
+the overlay dropped, and the next pass recomputes from the cluster's view.
+
 Passes are woken by watch events (debounced) and by a periodic tick for the
 clock-driven transitions.  Every action derives from the objects, so a crash
 at any point is repaired by the next pass of the next operator.
@@ -83,6 +92,9 @@ class Scheduler:
     def __init__(self, state: State) -> None:
         self.state = state
         self.sem = asyncio.Semaphore(CONCURRENCY)
+        # Job creates have slots of their own: a backlog of background status patches must not hold
+        # up the admissions of the next pass.
+        self.create_sem = asyncio.Semaphore(CONCURRENCY)
         self.info_written: dict[Key, float] = {}
         self.estimate_written: dict[Key, float] = {}
         self.durations: dict[str, tuple[int, float]] = {}
@@ -92,6 +104,9 @@ class Scheduler:
         self.next_wake: float | None = None
         self.background: set[asyncio.Task[Any]] = set()
         self.passes = 0
+        # Per-Task chains of background follow-ups, and the status each chain will have written.
+        self.inflight: dict[Key, asyncio.Task[bool]] = {}
+        self.overlay: dict[Key, tuple[Any, Obj]] = {}
 
     # ------------------------------------------------------------------ loop
 
@@ -177,6 +192,10 @@ class Scheduler:
         self.passes += 1
         state.metrics.scheduler_passes.inc()
         tasks = dict(state.tasks.items)
+        for key, (uid, expected) in list(self.overlay.items()):
+            seen = tasks.get(key)
+            if seen is not None and (seen.get("metadata") or {}).get("uid") == uid:
+                tasks[key] = {**seen, "status": expected}
         phases = {key: (t.get("status") or {}).get("phase") for key, t in tasks.items()}
 
         actions: dict[Key, Action] = {}
@@ -312,17 +331,20 @@ class Scheduler:
         # cluster sees admissions in priority order; within a level they go out concurrently.
         admitted = [a for a in actions.values() if a.workload is not None]
         for priority in sorted({a.priority for a in admitted}, reverse=True):
-            await asyncio.gather(*(self._guarded(self._create(a)) for a in admitted if a.priority == priority))
+            await asyncio.gather(*(self._guarded(self._create(a), self.create_sem)
+                                   for a in admitted if a.priority == priority))
 
-        # Work out the patches, then act.
-        jobs_to_run: list[Awaitable[None]] = []
+        # Work out the patches, then act: per-Task follow-ups go to the background (see the module doc).
+        jobs_to_run: list[Awaitable[bool]] = []
         for action in actions.values():
             old = action.task.get("status") or {}
             action.patch = status_patch(old, action.plan.status)
             phase_counts[str(action.plan.status.get("phase") or "Pending")] += 1
+            if action.workload is not None and not action.created:
+                continue  # the Job could not be created: try again next pass; the status stays as it was
             if action.patch or action.workload or action.plan.events or action.plan.delete_workload \
                     or action.plan.delete_task or action.plan.ensure_workload:
-                jobs_to_run.append(self._guarded(self._act(action, now)))
+                self._follow_up(action, now)
         for task in accounting:
             jobs_to_run.append(self._guarded(self._account(task, now)))
         jobs_to_run.append(self._guarded(self._tenant_status(now, mono, tenant_running, tenant_pending,
@@ -427,10 +449,44 @@ class Scheduler:
 
     # ------------------------------------------------------------------ actions
 
-    async def _guarded(self, coro: Awaitable[None]) -> None:
-        async with self.sem:
+    def _follow_up(self, action: Action, now: datetime) -> None:
+        """Run ``_act`` for one Task in the background, after that Task's earlier follow-ups."""
+        key = action.key
+        previous = self.inflight.get(key)
+        if action.patch:
+            self.overlay[key] = ((action.task.get("metadata") or {}).get("uid"), action.plan.status)
+
+        async def link() -> bool:
+            if previous is not None:
+                await asyncio.wait([previous])
+                if previous.cancelled() or previous.exception() is not None or not previous.result():
+                    self.state.poke()
+                    return False  # an earlier patch failed: this one was computed on top of it
+            return await self._guarded(self._act(action, now))
+
+        task = asyncio.create_task(link(), name=f"kubetask-act-{key[0]}/{key[1]}")
+        self.inflight[key] = task
+        self.background.add(task)
+        task.add_done_callback(lambda done: self._follow_up_done(key, done))
+
+    def _follow_up_done(self, key: Key, task: asyncio.Task[bool]) -> None:
+        self.background.discard(task)
+        if self.inflight.get(key) is task:
+            del self.inflight[key]
+            self.overlay.pop(key, None)
+        elif task.cancelled() or task.exception() is not None or not task.result():
+            self.overlay.pop(key, None)  # the rest of the chain will be skipped
+
+    async def drain(self) -> None:
+        """Wait until every background follow-up has finished."""
+        while self.inflight:
+            await asyncio.wait(list(self.inflight.values()))
+
+    async def _guarded(self, coro: Awaitable[None], sem: asyncio.Semaphore | None = None) -> bool:
+        async with sem or self.sem:
             try:
                 await coro
+                return True
             except (TimeoutError, ApiError, aiohttp.ClientError) as error:
                 self.state.metrics.reconcile_errors.inc()
                 log.warning("action failed (will retry): %s", error)
@@ -439,6 +495,7 @@ class Scheduler:
                 self.state.metrics.reconcile_errors.inc()
                 log.exception("action failed (will retry)")
                 self.state.poke()
+            return False
 
     async def _act(self, action: Action, now: datetime) -> None:
         state = self.state

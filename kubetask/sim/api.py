@@ -77,6 +77,8 @@ class Stats:
     webhook_calls: list[dict[str, Any]] = field(default_factory=list)
     failed_creates: list[dict[str, str]] = field(default_factory=list)
     requests: Counter[str] = field(default_factory=Counter)
+    #: requests by "METHOD plural[/sub][ watch]", e.g. "PATCH tasks/status" (for benchmarks)
+    request_kinds: Counter[str] = field(default_factory=Counter)
     forbidden: list[dict[str, str]] = field(default_factory=list)
 
 
@@ -94,6 +96,10 @@ class Sim:
 
         self.admission = Admission(self)
         self._wakeups: list[asyncio.Event] = []
+        # (namespace, involved uid, reason, message) -> names of matching Events, in insertion
+        # order: lets ``record_event`` find the Event to bump without scanning the namespace.
+        self._event_index: dict[tuple[str, Any, Any, Any], dict[str, None]] = {}
+        self.store.subscribe(self._index_event)
 
     # ================================================================ helpers
     def rt_for(self, key: Key) -> ResourceType:
@@ -691,20 +697,49 @@ class Sim:
         return obj
 
     # ================================================================== events
+    @staticmethod
+    def _event_key(e: Obj) -> tuple[str, Any, Any, Any]:
+        io = e.get("involvedObject") or {}
+        return (e["metadata"].get("namespace", ""), io.get("uid"), e.get("reason"), e.get("message"))
+
+    def _index_event(self, ev: Any) -> None:
+        if ev.key != K_EVENTS:
+            return
+        if ev.old is not None:
+            old_key = self._event_key(ev.old)
+            if ev.type == "DELETED" or old_key != self._event_key(ev.obj):
+                names = self._event_index.get(old_key)
+                if names is not None:
+                    names.pop(ev.name, None)
+                    if not names:
+                        del self._event_index[old_key]
+        if ev.type != "DELETED":
+            self._event_index.setdefault(self._event_key(ev.obj), {})[ev.name] = None
+
+    def _find_event(self, ns: str, uid: Any, reason: str, message: str) -> Obj | None:
+        """The first Event (in store order) about ``uid`` with this reason and message."""
+        names = self._event_index.get((ns, uid, reason, message))
+        if not names:
+            return None
+        found = [e for n in names if (e := self.store.get(K_EVENTS, ns, n)) is not None]
+        if len(found) > 1:  # several matches (clients can create look-alikes): keep store order
+            order = {id(e): i for i, e in enumerate(self.store.iter(K_EVENTS, ns))}
+            found.sort(key=lambda e: order.get(id(e), 0))
+        return found[0] if found else None
+
     def record_event(self, involved: Obj, type_: str, reason: str, message: str, component: str) -> None:
         """Record (or bump the count of) a core/v1 Event like client-go's recorder."""
         meta = involved["metadata"]
         ns = meta.get("namespace") or "default"
         if self.store.get(K_NS, "", ns) is None:
             return
-        for e in self.store.iter(K_EVENTS, ns):
-            io = e.get("involvedObject") or {}
-            if io.get("uid") == meta.get("uid") and e.get("reason") == reason and e.get("message") == message:
-                ne = copy.deepcopy(e)
-                ne["count"] = int(e.get("count", 1)) + 1
-                ne["lastTimestamp"] = now_iso()
-                self.store.put(K_EVENTS, ne)
-                return
+        e = self._find_event(ns, meta.get("uid"), reason, message)
+        if e is not None:
+            ne = copy.deepcopy(e)
+            ne["count"] = int(e.get("count", 1)) + 1
+            ne["lastTimestamp"] = now_iso()
+            self.store.put(K_EVENTS, ne)
+            return
         ts = now_iso()
         self.seed(K_EVENTS, {
             "apiVersion": "v1", "kind": "Event",

@@ -362,6 +362,7 @@ class SimCluster:
             "webhook_calls": list(s.webhook_calls),
             "object_counts": counts,
             "requests": dict(s.requests),
+            "request_kinds": dict(s.request_kinds),
             "forbidden": list(s.forbidden),
             "resource_version": self.sim.store.rv,
         })

@@ -16,14 +16,23 @@ class Registry:
         self.by_gvr: dict[tuple[str, str, str], ResourceType] = {}
         self.by_gvk: dict[tuple[str, str, str], ResourceType] = {}
         self.crds: dict[str, list[ResourceType]] = {}
+        # Derived lookups, rebuilt lazily after any add/remove (they are on every request's path).
+        self._groups: dict[str, list[str]] | None = None
+        self._for_key: dict[tuple[str, str], ResourceType | None] = {}
         for rt in builtin_types():
             self.add(rt)
 
+    def _changed(self) -> None:
+        self._groups = None
+        self._for_key = {}
+
     def add(self, rt: ResourceType) -> None:
+        self._changed()
         self.by_gvr[(rt.group, rt.version, rt.plural)] = rt
         self.by_gvk[(rt.group, rt.version, rt.kind)] = rt
 
     def remove(self, rt: ResourceType) -> None:
+        self._changed()
         self.by_gvr.pop((rt.group, rt.version, rt.plural), None)
         self.by_gvk.pop((rt.group, rt.version, rt.kind), None)
 
@@ -32,6 +41,15 @@ class Registry:
 
     def for_key(self, key: tuple[str, str]) -> ResourceType | None:
         """The preferred (storage) version of a resource."""
+        try:
+            return self._for_key[key]
+        except KeyError:
+            pass
+        found = self._find_for_key(key)
+        self._for_key[key] = found
+        return found
+
+    def _find_for_key(self, key: tuple[str, str]) -> ResourceType | None:
         best = None
         for rt in self.by_gvr.values():
             if rt.key == key:
@@ -44,7 +62,12 @@ class Registry:
         return {rt.key for rt in self.by_gvr.values() if not rt.virtual}
 
     def groups(self) -> dict[str, list[str]]:
-        """group -> served versions (preferred first)."""
+        """group -> served versions (preferred first). Callers must not mutate the result."""
+        if self._groups is None:
+            self._groups = self._build_groups()
+        return self._groups
+
+    def _build_groups(self) -> dict[str, list[str]]:
         out: dict[str, list[str]] = {}
         for rt in self.by_gvr.values():
             vs = out.setdefault(rt.group, [])

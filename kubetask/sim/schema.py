@@ -9,8 +9,10 @@ import base64
 import copy
 import functools
 import ipaddress
+import json
 import re
 import uuid
+from collections import OrderedDict
 from datetime import datetime
 from typing import Any
 
@@ -86,14 +88,41 @@ def _cel_value(v: Any) -> Any:
     return adapter.json_to_cel(_cel_escaped(v))
 
 
+#: Results of CEL rules by (rule, self, oldSelf) as canonical JSON. Rules are pure functions of
+#: ``self``/``oldSelf``, and an object's unchanged parts are re-validated on every update (e.g. a
+#: Task's spec on each status patch), so this spares re-interpreting the same rule on the same data.
+_CEL_MEMO: OrderedDict[tuple[str, str, str | None], Any] = OrderedDict()
+_CEL_MEMO_MAX = 8192
+
+
+def _canonical(v: Any) -> str:
+    return json.dumps(v, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
 def eval_cel(expr: str, self_v: Any, old_v: Any = None, has_old: bool = False) -> Any:
+    try:
+        key: tuple[str, str, str | None] | None = (expr, _canonical(self_v), _canonical(old_v) if has_old else None)
+    except (TypeError, ValueError):
+        key = None
+    if key is not None:
+        try:
+            _CEL_MEMO.move_to_end(key)
+            return _CEL_MEMO[key]
+        except KeyError:
+            pass
     prog = compile_cel(expr)
     act: Obj = {"self": _cel_value(self_v)}
     if has_old:
         act["oldSelf"] = _cel_value(old_v)
-    return prog.evaluate(act)
+    result = prog.evaluate(act)
+    if key is not None:
+        _CEL_MEMO[key] = result
+        if len(_CEL_MEMO) > _CEL_MEMO_MAX:
+            _CEL_MEMO.popitem(last=False)
+    return result
 
 
+@functools.lru_cache(maxsize=4096)
 def _references_old(expr: str) -> bool:
     return re.search(r"\boldSelf\b", expr) is not None
 

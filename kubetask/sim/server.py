@@ -253,6 +253,7 @@ class Server:
             raise bad_request(f'Invalid dryRun: "{q["dryRun"]}": supported values: "All"')
         m = request.method
         is_watch = watch_path or q.get("watch") in ("true", "1", "True")
+        self.sim.stats.request_kinds[f"{m} {plural}{'/' + sub if sub else ''}{' watch' if is_watch else ''}"] += 1
         if rt.virtual:
             if m != "POST":
                 raise _method_not_allowed(m)
