@@ -29,6 +29,8 @@ import kopf
 
 from kubetask import GROUP, VERSION
 from kubetask.core import admission
+from kubetask.core.events import submitted_at
+from kubetask.core.models import ANNOTATION_SUBMITTED_AT
 from kubetask.core.tenants import build_tenant_objects, tenant_namespace
 from kubetask.kube.client import (
     LIMIT_RANGES,
@@ -133,6 +135,10 @@ def build_registry(state: State) -> kopf.OperatorRegistry:
                 if old_user and spec.get("user") != old_user:
                     raise kopf.AdmissionError(f"spec.user is immutable (it was '{old_user}')", code=422)
                 return
+            annotations = body.get("metadata", {}).get("annotations") or {}
+            if ANNOTATION_SUBMITTED_AT not in annotations:  # kubectl-created tasks get the REST API's FIFO stamp
+                patch.setdefault("metadata", {}).setdefault("annotations", {})[ANNOTATION_SUBMITTED_AT] = \
+                    submitted_at()
             tenant_name, tenant = state.tenant_of_namespace(namespace)
             username = str((userinfo or {}).get("username") or "")
             if username.startswith("system:serviceaccount:"):

@@ -40,6 +40,7 @@ import aiohttp
 
 from kubetask.core import queue as policy
 from kubetask.core.jobs import BuildError, Workload, build_workload, job_name, task_demand
+from kubetask.core.models import ANNOTATION_SUBMITTED_AT
 from kubetask.core.scheduling import QuantityError, node_info, to_milli
 from kubetask.core.status import (
     RUNNING,
@@ -257,6 +258,7 @@ class Scheduler:
                         queue=str(spec.get("queue") or state.settings.default_queue),
                         priority=int(spec.get("priority", 5)),
                         queued_at=parse_time(plan.status.get("queuedAt")) or now,
+                        submitted_at=parse_time((meta.get("annotations") or {}).get(ANNOTATION_SUBMITTED_AT)),
                         demand=demand, node_selector=dict(spec.get("nodeSelector") or {}),
                         tolerations=[dict(t) for t in spec.get("tolerations") or []],
                         expected_duration=self._expected_duration(task)))

@@ -12,6 +12,11 @@ def now_rfc3339() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def submitted_at(now: datetime | None = None) -> str:
+    """A submission stamp with microseconds, for ``kubetask.io/submitted-at`` (FIFO within a second)."""
+    return (now or datetime.now(UTC)).astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
 def build_event(
     involved: dict[str, Any],
     *,

@@ -20,6 +20,8 @@ DEFAULT_PRIORITY = 5
 DEFAULT_QUEUE = "default"
 DEFAULT_MAX_PENDING = 50
 DEFAULT_MAX_TIMEOUT_SECONDS = 3600
+ANNOTATION_SUBMITTED_AT = "kubetask.io/submitted-at"
+"""Submission time with microseconds (``creationTimestamp`` has only seconds): FIFO order within a priority."""
 
 
 class CamelModel(BaseModel):

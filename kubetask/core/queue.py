@@ -61,10 +61,16 @@ class QueuedTask:
     node_selector: dict[str, str] = field(default_factory=dict)
     tolerations: list[dict[str, Any]] = field(default_factory=list)
     expected_duration: float = DEFAULT_DURATION_SECONDS
+    submitted_at: datetime | None = None
+    """Sub-second submission time: orders tasks that entered the queue in the same second."""
 
     @property
     def key(self) -> tuple[str, str]:
         return (self.namespace, self.name)
+
+    @property
+    def fifo_key(self) -> tuple[datetime, datetime, str]:
+        return (self.queued_at, self.submitted_at or self.queued_at, self.name)
 
 
 @dataclass
@@ -413,7 +419,7 @@ def decide(
         return "admitted"
 
     for priority in sorted(levels, reverse=True):
-        per_tenant = {tenant: sorted(tasks, key=lambda t: (t.queued_at, t.name))
+        per_tenant = {tenant: sorted(tasks, key=lambda t: t.fifo_key)
                       for tenant, tasks in levels[priority].items()}
         cursor = dict.fromkeys(per_tenant, 0)
         active = set(per_tenant)

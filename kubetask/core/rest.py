@@ -30,7 +30,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from kubetask import API_VERSION
+from kubetask.core.events import submitted_at
 from kubetask.core.models import (
+    ANNOTATION_SUBMITTED_AT,
     DEFAULT_MAX_TIMEOUT_SECONDS,
     DEFAULT_PRIORITY,
     DEFAULT_QUEUE,
@@ -49,8 +51,6 @@ ANNOTATION_RERUN = "kubetask.io/rerun"
 ANNOTATION_REPLAY_OF = "kubetask.io/replay-of"
 ANNOTATION_CANCELLED_AT = "kubetask.io/cancelled-at"
 ANNOTATION_SUBMITTED_VIA = "kubetask.io/submitted-via"
-# Microsecond submission time: orders tasks created within one second (creationTimestamp has seconds).
-ANNOTATION_SUBMITTED_AT = "kubetask.io/submitted-at"
 
 MAX_NAME_LENGTH = 255
 MIN_PRIORITY, MAX_PRIORITY = 0, 10
@@ -1264,10 +1264,6 @@ def _update_stamps(obj: Mapping[str, Any]) -> list[Any]:
 # --------------------------------------------------------------------------- list queries
 
 SORT_FIELDS: dict[str, Callable[[Mapping[str, Any]], Any]] = {}
-
-
-def submitted_at(now: datetime | None = None) -> str:
-    return (now or utcnow()).astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def _sort_created(o: Mapping[str, Any]) -> str:

@@ -111,6 +111,8 @@ def test_kubectl_applies_an_example_and_lists_it_with_printer_columns(dev_stack:
     assert _task_phase(dev_stack, "nvidia-smi") == "Succeeded"
     task: dict[str, Any] = json.loads(dev_stack.kubectl("-n", "kubetask-alice", "get", "task", "nvidia-smi",
                                                         "-o", "json").stdout)
+    # the mutating webhook stamps kubectl-created tasks for FIFO order, as the REST API does
+    assert task["metadata"]["annotations"]["kubetask.io/submitted-at"].endswith("Z")
     node = task["status"]["executions"][0]["nodeName"]
     assert node.startswith("gpu-node-")
 

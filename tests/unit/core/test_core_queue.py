@@ -61,6 +61,17 @@ def test_priority_first_then_fifo() -> None:
     assert decision.waiting[("kubetask-alice", "low")].position == 2
 
 
+def test_fifo_within_one_second_follows_the_submission_stamp() -> None:
+    # Same queuedAt (one scheduler pass), names that sort the other way: the microsecond stamp decides.
+    first = queued("zz-first", at=0)
+    second = queued("aa-second", at=0)
+    first.submitted_at = NOW + timedelta(microseconds=10)
+    second.submitted_at = NOW + timedelta(microseconds=20)
+    decision = decide([second, first], [], [gpu_node("a100", 1, "A100")], [], {}, now=NOW)
+    assert decision.admit == [("kubetask-alice", "zz-first")]
+    assert decision.waiting[("kubetask-alice", "aa-second")].position == 1
+
+
 def test_drf_lets_the_newcomer_overtake_a_backlog() -> None:
     backlog = [queued(f"a{i}", tenant="alice", at=i) for i in range(20)]
     newcomer = [queued(f"b{i}", tenant="bob", at=100 + i) for i in range(3)]
