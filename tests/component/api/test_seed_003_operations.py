@@ -2,8 +2,7 @@
 
 Real API over HTTP against the simulated cluster (no operator: the tests play the operator by writing
 task status).  Workers are the sim's nodes (gpu-node-1/A100, gpu-node-2/H100, cpu-node-1) plus the
-ones registered here.  Until the app wires these routers itself, this module's ``shared`` stack
-includes them (see ``_with_operations_routers``).
+ones registered here.
 """
 
 from __future__ import annotations
@@ -19,7 +18,6 @@ from typing import Any
 
 import httpx
 import pytest
-from fastapi import APIRouter, FastAPI
 from kt_api_support import Stack, _start_stack, assert_error_body
 
 import kubetask.api.server as api_server
@@ -34,39 +32,18 @@ WORKER_KEYS = {"worker_id", "hostname", "status", "capacity", "current_load", "c
                "is_draining"}
 
 
-# --------------------------------------------------------------------------- stack with these routers
-
-
-def _with_operations_routers(app: FastAPI) -> FastAPI:
-    """Include the workers/search/dashboard/monitoring routers unless the app already serves them."""
-    from kubetask.api.routes import dashboard, monitoring, search, workers
-
-    if any(getattr(route, "path", "") == "/api/v1/workers" for route in app.routes):
-        return app
-    v1 = APIRouter(prefix="/api/v1")
-    for module in (workers, search, dashboard, monitoring):
-        v1.include_router(module.router)
-    app.include_router(v1)
-    return app
+# --------------------------------------------------------------------------- stack
 
 
 @pytest.fixture(scope="module")
 def shared(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    """Overrides conftest's ``shared``: the same stack, with this module's routers included."""
-    from kubetask.api.app import create_app as original
-
-    def create_app(settings: ApiSettings, kube: KubeSettings, **kwargs: Any) -> FastAPI:
-        return _with_operations_routers(original(settings, kube, **kwargs))
-
+    """Overrides conftest's ``shared``: no operator (tests write task status), roomy tenant limits."""
     cluster = SimCluster(nodes=SimCluster.dev_nodes())
     cluster.start()
-    with pytest.MonkeyPatch.context() as patcher:
-        patcher.setattr(api_server, "create_app", create_app)
-        try:
-            yield from _start_stack(cluster, tmp_path_factory.mktemp("ops"), with_operator=False,
-                                    tenant_limits=ROOMY)
-        finally:
-            cluster.stop()
+    try:
+        yield from _start_stack(cluster, tmp_path_factory.mktemp("ops"), with_operator=False, tenant_limits=ROOMY)
+    finally:
+        cluster.stop()
 
 
 @pytest.fixture
