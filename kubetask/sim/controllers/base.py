@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import abc
 import asyncio
 import contextlib
 import logging
@@ -15,7 +16,7 @@ log = logging.getLogger("kubetask.sim")
 Obj = dict[str, Any]
 
 
-class Reconciler:
+class Reconciler(abc.ABC):
     """Deduplicating queue of keys; ``reconcile`` runs one key at a time."""
 
     name = "reconciler"
@@ -69,5 +70,6 @@ class Reconciler:
                 log.exception("%s: reconcile of %r failed", self.name, key)
                 self.enqueue(key, 0.5)
 
-    async def reconcile(self, key: Any) -> None:  # pragma: no cover - abstract
-        raise NotImplementedError
+    @abc.abstractmethod
+    async def reconcile(self, key: Any) -> None:
+        """Bring the object behind ``key`` to its desired state (level-triggered, idempotent)."""
