@@ -31,7 +31,7 @@ from kubetask import GROUP, VERSION
 from kubetask.core import admission
 from kubetask.core.events import submitted_at
 from kubetask.core.models import ANNOTATION_SUBMITTED_AT
-from kubetask.core.tenants import build_tenant_objects, tenant_namespace
+from kubetask.core.tenants import build_tenant_objects, tenant_namespace, tenant_object_patch
 from kubetask.kube.client import (
     LIMIT_RANGES,
     NAMESPACES,
@@ -140,12 +140,7 @@ def build_registry(state: State) -> kopf.OperatorRegistry:
                 patch.setdefault("metadata", {}).setdefault("annotations", {})[ANNOTATION_SUBMITTED_AT] = \
                     submitted_at()
             tenant_name, tenant = state.tenant_of_namespace(namespace)
-            username = str((userinfo or {}).get("username") or "")
-            if username.startswith("system:serviceaccount:"):
-                username = username.rsplit(":", 1)[-1]
-            elif username.startswith("system:") or username in ("admin", "kubernetes-admin"):
-                username = ""
-            fallback = spec.get("user") or username or namespace
+            fallback = spec.get("user") or admission.requesting_user(userinfo) or namespace
             defaulted = admission.default_spec(
                 spec, tenant_name=tenant_name, tenant_spec=(tenant or {}).get("spec"),
                 templates=state.templates_by_name(), default_queue=state.settings.default_queue,
@@ -246,16 +241,4 @@ async def _apply_object(state: State, resource: Resource, obj: dict[str, Any]) -
             if not error.already_exists:
                 raise
             current = await client.get(resource, meta["name"], namespace)
-    patch: dict[str, Any] = {"metadata": {"labels": meta.get("labels") or {}}}
-    if obj["kind"] == "ResourceQuota":
-        hard = dict(obj["spec"]["hard"])
-        for key in (current.get("spec") or {}).get("hard") or {}:
-            hard.setdefault(key, None)
-        patch["spec"] = {"hard": hard}
-    elif obj["kind"] in ("LimitRange",):
-        patch["spec"] = obj["spec"]
-    elif obj["kind"] == "Role":
-        patch["rules"] = obj["rules"]
-    elif obj["kind"] == "RoleBinding":
-        patch["subjects"] = obj["subjects"]
-    await client.patch(resource, meta["name"], patch, namespace)
+    await client.patch(resource, meta["name"], tenant_object_patch(obj, current), namespace)

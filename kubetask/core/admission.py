@@ -253,3 +253,17 @@ def count_pending(tasks: Sequence[Mapping[str, Any]], user: str) -> int:
         if (task.get("status") or {}).get("phase") in NOT_ADMITTED_PHASES:
             count += 1
     return count
+
+
+def requesting_user(userinfo: Mapping[str, Any] | None) -> str:
+    """The person behind an admission request, as a Task's fallback ``spec.user``.
+
+    A ServiceAccount counts as its own name; cluster-internal and admin identities
+    (``system:*``, ``admin``, ``kubernetes-admin``) name nobody, so the namespace's tenant wins.
+    """
+    username = str((userinfo or {}).get("username") or "")
+    if username.startswith("system:serviceaccount:"):
+        return username.rsplit(":", 1)[-1]
+    if username.startswith("system:") or username in ("admin", "kubernetes-admin"):
+        return ""
+    return username

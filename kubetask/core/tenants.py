@@ -185,3 +185,25 @@ def usage_status(tenant_status: Mapping[str, Any], *, now: datetime, running: in
         "month": month,
         "gpuSecondsThisMonth": gpu_seconds_in_month(tenant_status, month),
     }
+
+
+def tenant_object_patch(desired: Mapping[str, Any], current: Mapping[str, Any]) -> dict[str, Any]:
+    """The merge patch that brings an existing tenant object to ``desired``.
+
+    Quota keys the Tenant no longer sets are removed (``None``), so lowering a Tenant's
+    limits to "unset" really lifts them; other kinds replace the fields kubetask owns.
+    """
+    patch: dict[str, Any] = {"metadata": {"labels": (desired.get("metadata") or {}).get("labels") or {}}}
+    kind = desired.get("kind")
+    if kind == "ResourceQuota":
+        hard: dict[str, Any] = dict(desired["spec"]["hard"])
+        for key in (current.get("spec") or {}).get("hard") or {}:
+            hard.setdefault(key, None)
+        patch["spec"] = {"hard": hard}
+    elif kind == "LimitRange":
+        patch["spec"] = desired["spec"]
+    elif kind == "Role":
+        patch["rules"] = desired["rules"]
+    elif kind == "RoleBinding":
+        patch["subjects"] = desired["subjects"]
+    return patch

@@ -84,3 +84,16 @@ def test_find_cycle_and_count_pending() -> None:
     tasks = [{"spec": {"user": "a"}, "status": {"phase": "Queued"}}, {"spec": {"user": "a"}, "status": {}},
              {"spec": {"user": "a"}, "status": {"phase": "Running"}}, {"spec": {"user": "b"}}]
     assert count_pending(tasks, "a") == 2
+
+
+@pytest.mark.parametrize(("userinfo", "expected"), [
+    ({"username": "system:serviceaccount:kubetask-alice:runner"}, "runner"),
+    ({"username": "system:admin"}, ""),
+    ({"username": "kubernetes-admin"}, ""),
+    ({"username": "carol@example.com"}, "carol@example.com"),
+    (None, ""),
+])
+def test_requesting_user(userinfo: dict[str, str] | None, expected: str) -> None:
+    from kubetask.core.admission import requesting_user
+
+    assert requesting_user(userinfo) == expected

@@ -68,3 +68,16 @@ def test_usage_accumulates_per_month_and_resets() -> None:
 def test_months() -> None:
     assert month_key(datetime(2025, 12, 31, 23, tzinfo=UTC)) == "2025-12"
     assert next_month_start(datetime(2025, 12, 5, tzinfo=UTC)) == datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def test_tenant_object_patch_removes_quota_keys_the_tenant_dropped() -> None:
+    from kubetask.core.tenants import tenant_object_patch
+
+    desired = {"kind": "ResourceQuota", "metadata": {"labels": {"kubetask.io/tenant": "alice"}},
+               "spec": {"hard": {"pods": "10"}}}
+    current = {"spec": {"hard": {"pods": "5", "requests.nvidia.com/gpu": "8"}}}
+    patch = tenant_object_patch(desired, current)
+    assert patch["spec"]["hard"] == {"pods": "10", "requests.nvidia.com/gpu": None}
+    assert patch["metadata"]["labels"] == {"kubetask.io/tenant": "alice"}
+    role = tenant_object_patch({"kind": "Role", "metadata": {}, "rules": [{"verbs": ["get"]}]}, {})
+    assert role == {"metadata": {"labels": {}}, "rules": [{"verbs": ["get"]}]}
