@@ -21,6 +21,7 @@ import jsonpatch
 from kubernetes.utils.quantity import parse_quantity
 
 from kubetask.sim.errors import ApiError, forbidden, internal
+from kubetask.sim.keys import K_LR, K_MWC, K_NS, K_PODS, K_RQ, K_SA, K_VWC
 from kubetask.sim.resources import ResourceType
 from kubetask.sim.selectors import object_selector_matches
 
@@ -28,13 +29,6 @@ if TYPE_CHECKING:
     from kubetask.sim.api import Ctx, Sim
 
 Obj = dict[str, Any]
-K_PODS = ("", "pods")
-K_NS = ("", "namespaces")
-K_LR = ("", "limitranges")
-K_RQ = ("", "resourcequotas")
-K_SA = ("", "serviceaccounts")
-K_MWC = ("admissionregistration.k8s.io", "mutatingwebhookconfigurations")
-K_VWC = ("admissionregistration.k8s.io", "validatingwebhookconfigurations")
 TERMINAL = ("Succeeded", "Failed")
 
 

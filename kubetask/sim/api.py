@@ -22,6 +22,7 @@ from kubetask.sim import builtin_schemas as bs
 from kubetask.sim import builtins, schema, validation
 from kubetask.sim.auth import K_CROLES, K_ROLES, SYSTEM, Attributes, Authenticator, Authorizer, UserInfo, format_rule
 from kubetask.sim.errors import ApiError, FieldError, already_exists, conflict, forbidden, invalid, not_found
+from kubetask.sim.keys import K_CRD, K_EVENTS, K_JOBS, K_NS, K_PODS, K_SA
 from kubetask.sim.patch import json_patch, merge_patch, strategic_merge_patch
 from kubetask.sim.registry import Registry
 from kubetask.sim.resources import ResourceType
@@ -30,12 +31,6 @@ from kubetask.sim.store import Key, Store
 
 Obj = dict[str, Any]
 
-K_NS = ("", "namespaces")
-K_CRD = ("apiextensions.k8s.io", "customresourcedefinitions")
-K_SA = ("", "serviceaccounts")
-K_PODS = ("", "pods")
-K_JOBS = ("batch", "jobs")
-K_EVENTS = ("", "events")
 
 _GEN_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
 

@@ -21,6 +21,7 @@ from urllib.parse import urlsplit
 from kubernetes.utils.quantity import parse_quantity
 
 from kubetask.sim.errors import ApiError, FieldError
+from kubetask.sim.keys import K_JOBS, K_PODS
 
 Obj = dict[str, Any]
 Errs = list[FieldError]
@@ -1887,8 +1888,6 @@ def validate_webhook_configuration(obj: Obj, old: Obj | None, mutating: bool) ->
 
 # ============================================================== entry point
 
-K_PODS = ("", "pods")
-K_JOBS = ("batch", "jobs")
 
 
 def validate(key: tuple[str, str], obj: Obj, old: Obj | None, sub: str = "") -> Errs:

@@ -9,11 +9,10 @@ from typing import Any
 from kubetask.sim.api import Ctx
 from kubetask.sim.controllers.base import Reconciler
 from kubetask.sim.errors import ApiError
+from kubetask.sim.keys import K_NS, K_RQ
 from kubetask.sim.store import Event
 
 Obj = dict[str, Any]
-K_NS = ("", "namespaces")
-K_RQ = ("", "resourcequotas")
 
 
 class GarbageCollector(Reconciler):

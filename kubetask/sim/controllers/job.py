@@ -10,11 +10,10 @@ from kubetask.sim.api import Ctx, now_iso, parse_time
 from kubetask.sim.auth import UserInfo
 from kubetask.sim.controllers.base import Reconciler
 from kubetask.sim.errors import ApiError
+from kubetask.sim.keys import K_JOBS, K_PODS
 from kubetask.sim.store import Event
 
 Obj = dict[str, Any]
-K_JOBS = ("batch", "jobs")
-K_PODS = ("", "pods")
 JOB_CONTROLLER = UserInfo("system:serviceaccount:kube-system:job-controller",
                           ["system:masters", "system:serviceaccounts", "system:authenticated"])
 

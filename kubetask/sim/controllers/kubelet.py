@@ -15,10 +15,10 @@ from aiohttp import web
 from kubetask.sim.api import now_iso
 from kubetask.sim.controllers.base import Reconciler
 from kubetask.sim.errors import bad_request
+from kubetask.sim.keys import K_PODS
 from kubetask.sim.store import Event
 
 Obj = dict[str, Any]
-K_PODS = ("", "pods")
 A_DURATION = "kubetask.dev/sim-duration-seconds"
 A_EXIT = "kubetask.dev/sim-exit-code"
 A_REASON = "kubetask.dev/sim-reason"

@@ -10,11 +10,10 @@ from kubetask.sim.admission import container_sum, q
 from kubetask.sim.api import now_iso
 from kubetask.sim.controllers.base import Reconciler
 from kubetask.sim.errors import ApiError, conflict, not_found
+from kubetask.sim.keys import K_NODES, K_PODS
 from kubetask.sim.store import Event
 
 Obj = dict[str, Any]
-K_PODS = ("", "pods")
-K_NODES = ("", "nodes")
 TERMINAL = ("Succeeded", "Failed")
 
 
