@@ -2,14 +2,13 @@
 
 The simulated cluster (``sim_cluster`` from ``tests/component/conftest.py``) with
 the CRDs and built-in templates applied, the tenants alice, bob (users) and root
-(admin), the real operator (when ``kubetask.operator.runner`` is available) and
+(admin), the real operator (unless a test plays the operator itself) and
 the real API served over HTTP in a thread; httpx clients for each tenant.
 """
 
 from __future__ import annotations
 
 import asyncio
-import importlib
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -20,7 +19,8 @@ import httpx
 from kubetask.api.server import ApiHandle, run_api_in_thread
 from kubetask.kube.bootstrap import ensure_tenant
 from kubetask.kube.client import TASKS, KubeClient
-from kubetask.settings import ApiSettings, KubeSettings
+from kubetask.operator.runner import OperatorHandle, run_operator_in_thread
+from kubetask.settings import ApiSettings, GpuSettings, KubeSettings, OperatorSettings
 from kubetask.sim import SimCluster
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -47,15 +47,6 @@ PAYMENTS_TEMPLATE: dict[str, Any] = {
 }
 
 
-def operator_runner() -> Callable[..., Any] | None:
-    try:
-        module = importlib.import_module("kubetask.operator.runner")
-    except ImportError:
-        return None
-    runner = getattr(module, "run_operator_in_thread", None)
-    return runner if callable(runner) else None
-
-
 async def _bootstrap(kubeconfig: Path, tenants: list[tuple[str, str, str, dict[str, Any] | None]]) -> None:
     client = await KubeClient.connect(str(kubeconfig))
     try:
@@ -68,7 +59,7 @@ async def _bootstrap(kubeconfig: Path, tenants: list[tuple[str, str, str, dict[s
 class Stack:
     """The running pieces of one component test."""
 
-    def __init__(self, cluster: SimCluster, kubeconfig: Path, api: ApiHandle, operator: Any | None) -> None:
+    def __init__(self, cluster: SimCluster, kubeconfig: Path, api: ApiHandle, operator: OperatorHandle | None) -> None:
         self.cluster = cluster
         self.kubeconfig = kubeconfig
         self.api = api
@@ -131,10 +122,7 @@ def _start_stack(cluster: SimCluster, tmp_path: Path, *, with_operator: bool,
         ("bob", BOB_KEY, "user", tenant_limits),
         ("root", ADMIN_KEY, "admin", None),
     ]))
-    operator = None
-    runner = operator_runner() if with_operator else None
-    if runner is not None:
-        operator = _start_operator(runner, kubeconfig)
+    operator = _start_operator(kubeconfig) if with_operator else None
     kube = KubeSettings(kubeconfig=str(kubeconfig))
     settings = ApiSettings(host="127.0.0.1", port=0, callback_secret=CALLBACK_SECRET)
     api = run_api_in_thread(settings, kube)
@@ -143,17 +131,13 @@ def _start_stack(cluster: SimCluster, tmp_path: Path, *, with_operator: bool,
     finally:
         api.stop()
         if operator is not None:
-            stop = getattr(operator, "stop", None)
-            if callable(stop):
-                stop()
+            operator.stop()
 
 
-def _start_operator(runner: Callable[..., Any], kubeconfig: Path) -> Any:
-    from kubetask.settings import GpuSettings, OperatorSettings
-
+def _start_operator(kubeconfig: Path) -> OperatorHandle:
     settings = OperatorSettings(callback_secret=CALLBACK_SECRET, leader_election=False, metrics_port=0,
                                 liveness_port=0, webhook_host="127.0.0.1", webhook_port=0)
-    return runner(settings, GpuSettings(), KubeSettings(kubeconfig=str(kubeconfig)))
+    return run_operator_in_thread(settings, GpuSettings(), KubeSettings(kubeconfig=str(kubeconfig)))
 
 
 def assert_error_body(response: httpx.Response, status: int, code: str | None = None) -> dict[str, Any]:
