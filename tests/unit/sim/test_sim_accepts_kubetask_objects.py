@@ -15,12 +15,10 @@ from typing import Any
 import pytest
 import yaml
 
+from kubetask import settings
+from kubetask.core import events, jobs, tenants
 from kubetask.sim.api import Sim
 from kubetask.sim.errors import ApiError
-
-jobs = pytest.importorskip("kubetask.core.jobs")
-tenants = pytest.importorskip("kubetask.core.tenants")
-settings = pytest.importorskip("kubetask.settings")
 
 Obj = dict[str, Any]
 ROOT = Path(__file__).resolve().parents[3]
@@ -184,7 +182,6 @@ def test_long_task_names_give_valid_job_names() -> None:
 
 
 def test_core_events_are_accepted() -> None:
-    events = pytest.importorskip("kubetask.core.events")
     sim = new_sim("kubetask-alice")
     t = task(namespace="kubetask-alice")
     ten = tenant("alice")
