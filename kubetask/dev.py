@@ -154,18 +154,10 @@ def run_operator_command(args: argparse.Namespace) -> int:
     from kubetask.operator.runner import run_operator
 
     kube = KubeSettings(kubeconfig=args.kubeconfig, context=args.context)
-    overrides: dict[str, Any] = {}
-    if args.namespace:
-        overrides["namespaces"] = args.namespace
-    if args.webhook_host:
-        overrides["webhook_host"] = args.webhook_host
-    if args.webhook_port:
-        overrides["webhook_port"] = args.webhook_port
-    if args.no_webhook:
-        overrides["webhook_enabled"] = False
-    if args.no_leader_election:
-        overrides["leader_election"] = False
-    settings = OperatorSettings(**overrides)
+    settings = OperatorSettings(**_given_flags(
+        namespaces=args.namespace, webhook_host=args.webhook_host, webhook_port=args.webhook_port,
+        webhook_enabled=False if args.no_webhook else None,
+        leader_election=False if args.no_leader_election else None))
     return _run_until_signal(lambda stop: run_operator(settings, GpuSettings(), kube, stop=stop))
 
 
@@ -173,13 +165,13 @@ def run_api_command(args: argparse.Namespace) -> int:
     from kubetask.api.server import serve_api
 
     kube = KubeSettings(kubeconfig=args.kubeconfig, context=args.context)
-    overrides: dict[str, Any] = {}
-    if args.host:
-        overrides["host"] = args.host
-    if args.port:
-        overrides["port"] = args.port
-    settings = ApiSettings(**overrides)
+    settings = ApiSettings(**_given_flags(host=args.host, port=args.port))
     return _run_until_signal(lambda stop: serve_api(settings, kube, stop=stop))
+
+
+def _given_flags(**flags: Any) -> dict[str, Any]:
+    """The settings the command line names; the rest come from ``KUBETASK_*`` variables or defaults."""
+    return {name: value for name, value in flags.items() if value not in (None, [])}
 
 
 def _run_until_signal(start: Any) -> int:
