@@ -1,8 +1,9 @@
 """The ``kubetask`` console script.
 
-``dev`` runs the whole product on a laptop (simulated cluster, operator, API);
-``operator`` and ``api`` run one part against a real cluster; ``sim`` runs only
-the simulated cluster; ``tasks``/``templates``/``queue`` are the client CLI.
+``dev`` runs the whole product on one machine (a real control plane with kwok GPU nodes,
+the operator, the API); ``cluster`` provisions or runs only that control plane;
+``operator`` and ``api`` run one part against any cluster; ``tasks``/``templates``/``queue``
+are the client CLI.
 """
 
 from __future__ import annotations
@@ -19,6 +20,16 @@ def _add_kube_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--context", default=None, help="kubeconfig context")
 
 
+def _add_cluster_args(parser: argparse.ArgumentParser, default_workdir: str) -> None:
+    parser.add_argument("--workdir", type=Path, default=None,
+                        help=f"state folder: certificates, etcd data, component logs (default: {default_workdir}); "
+                             "a new run wipes it")
+    parser.add_argument("--apiserver-port", type=int, default=0, help="port of kube-apiserver (default: any free)")
+    parser.add_argument("--nodes", default=None, metavar="SHAPES",
+                        help="kwok nodes as PREFIX=COUNTxGPUS[:PRODUCT],... e.g. gpu=25x24:H100,cpu=2x0 "
+                             "(default: gpu-a100=1x8:A100,gpu-h100=1x8:H100,cpu=1x0)")
+
+
 def _build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="kubetask", description=__doc__)
     parser.add_argument("--log-level", default=os.environ.get("KUBETASK_LOG_LEVEL", "INFO"))
@@ -26,21 +37,27 @@ def _build_parser() -> argparse.ArgumentParser:
                         default=os.environ.get("KUBETASK_LOG_FORMAT", "text"))
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    dev = commands.add_parser("dev", help="simulated cluster + operator + REST API, all on this machine")
+    dev = commands.add_parser("dev", help="local real control plane with kwok GPU nodes + operator + REST API")
     dev.add_argument("--host", default="127.0.0.1", help="address of the REST API")
-    dev.add_argument("--port", type=int, default=8000, help="port of the REST API")
-    dev.add_argument("--sim-port", type=int, default=0, help="port of the simulated apiserver (0: any free)")
+    dev.add_argument("--port", type=int, default=8000, help="port of the REST API (default 8000)")
+    _add_cluster_args(dev, "~/.cache/kubetask/dev-cluster")
     dev.add_argument("--kubeconfig-out", type=Path, default=None,
-                     help="where to write the simulated cluster's kubeconfig "
+                     help="where to write the cluster's admin kubeconfig "
                           "(default: ~/.cache/kubetask/dev-kubeconfig.yaml)")
     dev.add_argument("--alice-key", default=os.environ.get("KUBETASK_DEV_ALICE_KEY", "dev-alice-key"))
     dev.add_argument("--bob-key", default=os.environ.get("KUBETASK_DEV_BOB_KEY", "dev-bob-key"))
     dev.add_argument("--admin-key", default=os.environ.get("KUBETASK_DEV_ADMIN_KEY", "dev-admin-key"))
     dev.add_argument("--no-webhook", action="store_true", help="run without the admission webhook")
 
-    sim = commands.add_parser("sim", help="only the simulated cluster (for running operator/api/e2e against it)")
-    sim.add_argument("--port", type=int, default=0)
-    sim.add_argument("--kubeconfig-out", type=Path, default=None)
+    cluster = commands.add_parser("cluster", help="the local real control plane (kube-apiserver, etcd, kwok)")
+    cluster_commands = cluster.add_subparsers(dest="cluster_command", required=True, metavar="ACTION")
+    cluster_commands.add_parser("provision", help="build the pinned control-plane binaries into "
+                                                  "~/.cache/kubetask/control-plane (cached: a second run does nothing)")
+    up = cluster_commands.add_parser("up", help="run only the control plane until Ctrl-C (for `kubetask operator`, "
+                                                "`kubetask api` or the e2e suite against it)")
+    _add_cluster_args(up, "~/.cache/kubetask/cluster")
+    up.add_argument("--kubeconfig-out", type=Path, default=None,
+                    help="where to write the admin kubeconfig (default: WORKDIR/kubeconfig.yaml)")
 
     op = commands.add_parser("operator", help="run the Kopf operator against a cluster")
     _add_kube_args(op)
@@ -75,16 +92,16 @@ def _configure_logging(level: str, fmt: str) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = _build_parser()
     args = parser.parse_args(argv)
-    if args.command in ("dev", "sim", "operator", "api"):
+    if args.command in ("dev", "cluster", "operator", "api"):
         _configure_logging(args.log_level, args.log_format)
     if args.command == "dev":
         from kubetask.dev import run_dev
 
         return run_dev(args)
-    if args.command == "sim":
-        from kubetask.dev import run_sim
+    if args.command == "cluster":
+        from kubetask.dev import run_cluster_provision, run_cluster_up
 
-        return run_sim(args)
+        return run_cluster_provision(args) if args.cluster_command == "provision" else run_cluster_up(args)
     if args.command == "operator":
         from kubetask.dev import run_operator_command
 

@@ -1,9 +1,9 @@
-"""Process composition for the CLI: ``kubetask dev``, ``sim``, ``operator`` and ``api``.
+"""Process composition for the CLI: ``kubetask dev``, ``cluster``, ``operator`` and ``api``.
 
-``kubetask dev`` is the whole product on one machine: the simulated cluster
-(its own thread), the operator (its own thread) and the REST API (the main
-thread), wired together through a kubeconfig exactly as they would be against
-a real cluster.
+``kubetask dev`` is the whole product on one machine: a real control plane with kwok
+GPU nodes (child processes, see :mod:`kubetask.cluster`), the operator (its own thread)
+and the REST API (the main thread), wired together through a kubeconfig exactly as they
+would be against any other cluster.
 """
 
 from __future__ import annotations
@@ -13,18 +13,24 @@ import asyncio
 import logging
 import signal
 import socket
+import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kubetask.settings import ApiSettings, GpuSettings, KubeSettings, OperatorSettings
+
+if TYPE_CHECKING:
+    from kubetask.cluster import LocalCluster
 
 log = logging.getLogger("kubetask.dev")
 
 DEFAULT_DEV_KUBECONFIG = Path.home() / ".cache" / "kubetask" / "dev-kubeconfig.yaml"
+DEV_WORKDIR = Path.home() / ".cache" / "kubetask" / "dev-cluster"
+DEFAULT_CLUSTER_WORKDIR = Path.home() / ".cache" / "kubetask" / "cluster"
 
 
 def packaged_manifests(folder: str) -> list[Path]:
@@ -58,20 +64,26 @@ def _stop_on_signals() -> Iterator[threading.Event]:
             signal.signal(sig, handler)
 
 
-def start_sim(port: int, kubeconfig_out: Path | None) -> tuple[Any, Path]:
-    """Start the simulated cluster with the CRDs and built-in templates applied."""
-    from kubetask.sim import SimCluster
+def start_cluster(args: argparse.Namespace, default_workdir: Path) -> LocalCluster:
+    """Start the local real control plane (building it first if needed) with the CRDs and templates.
 
-    cluster = SimCluster(nodes=SimCluster.dev_nodes(), port=port)
+    A second run in the same workdir stops the first one's leftovers and starts from an empty store.
+    """
+    from kubetask.cluster import DEV_NODES, LocalCluster, parse_node_shapes
+
+    nodes = parse_node_shapes(args.nodes) if args.nodes else DEV_NODES
+    cluster = LocalCluster(args.workdir or default_workdir, nodes, apiserver_port=args.apiserver_port,
+                           progress=lambda message: print(message, flush=True))
     cluster.start()
-    for path in packaged_manifests("crds"):
-        cluster.apply_file(path)
-    for path in packaged_manifests("tasktemplates"):
-        cluster.apply_file(path)
-    kubeconfig = kubeconfig_out or DEFAULT_DEV_KUBECONFIG
-    kubeconfig.parent.mkdir(parents=True, exist_ok=True)
-    cluster.write_kubeconfig(kubeconfig)
-    return cluster, kubeconfig
+    try:
+        for path in packaged_manifests("crds"):
+            cluster.apply_file(path)
+        for path in packaged_manifests("tasktemplates"):
+            cluster.apply_file(path)
+    except BaseException:
+        cluster.stop()
+        raise
+    return cluster
 
 
 async def _bootstrap_tenants(kubeconfig: Path, keys: dict[str, tuple[str, str]]) -> None:
@@ -87,7 +99,12 @@ def run_dev(args: argparse.Namespace) -> int:
     from kubetask.api.server import run_api_in_thread
     from kubetask.operator.runner import run_operator_in_thread
 
-    cluster, kubeconfig = start_sim(args.sim_port, args.kubeconfig_out)
+    taken = _port_in_use(args.host, args.port)
+    if taken:
+        print(f"kubetask dev: port {args.port} on {args.host} is in use; choose another with --port", file=sys.stderr)
+        return 2
+    cluster = start_cluster(args, DEV_WORKDIR)
+    kubeconfig = cluster.write_kubeconfig(args.kubeconfig_out or DEFAULT_DEV_KUBECONFIG)
     operator = api = None
     try:
         keys = {"alice": (args.alice_key, "user"), "bob": (args.bob_key, "user"),
@@ -102,7 +119,7 @@ def run_dev(args: argparse.Namespace) -> int:
         )
         operator = run_operator_in_thread(operator_settings, GpuSettings(), kube)
         api = run_api_in_thread(ApiSettings(host=args.host, port=args.port), kube)
-        _print_banner(cluster.https_url, kubeconfig, api_url, keys, operator_settings)
+        _print_banner(cluster, kubeconfig, api_url, keys, operator_settings)
         with _stop_on_signals() as stop:
             while not stop.wait(0.5):
                 if not api.thread.is_alive() or operator.done.is_set():
@@ -118,14 +135,16 @@ def run_dev(args: argparse.Namespace) -> int:
         cluster.stop()
 
 
-def _print_banner(sim_url: str, kubeconfig: Path, api_url: str, keys: dict[str, tuple[str, str]],
+def _print_banner(cluster: LocalCluster, kubeconfig: Path, api_url: str, keys: dict[str, tuple[str, str]],
                   operator: OperatorSettings) -> None:
     key_lines = "\n".join(f"    {tenant:<6} X-API-Key: {key}   ({role})" for tenant, (key, role) in keys.items())
+    nodes = ", ".join(shape.describe() for shape in cluster.nodes)
     print(f"""
 kubetask dev is up.
 
   REST API     {api_url}/api/v1   (docs: {api_url}/docs)
-  apiserver    {sim_url}   (simulated: 2 GPU nodes x 4 GPUs (A100, H100) + 1 CPU node)
+  apiserver    {cluster.url}   (real kube-apiserver; kwok nodes: {nodes})
+  logs         {cluster.logs}/   (etcd, kube-apiserver, controller-manager, scheduler, kwok)
   kubeconfig   {kubeconfig}
   metrics      http://127.0.0.1:{operator.metrics_port}/metrics (operator), {api_url}/metrics (API)
   API keys
@@ -139,15 +158,44 @@ Ctrl-C stops everything.
 """, flush=True)
 
 
-def run_sim(args: argparse.Namespace) -> int:
-    cluster, kubeconfig = start_sim(args.port, args.kubeconfig_out)
-    print(f"simulated cluster at {cluster.url}\nkubeconfig: {kubeconfig}", flush=True)
+def run_cluster_up(args: argparse.Namespace) -> int:
+    """``kubetask cluster up``: only the control plane, until Ctrl-C (run the operator/API/e2e against it)."""
+    cluster = start_cluster(args, DEFAULT_CLUSTER_WORKDIR)
     try:
+        kubeconfig = cluster.write_kubeconfig(args.kubeconfig_out or cluster.workdir / "kubeconfig.yaml")
+        print(f"control plane at {cluster.url}\nkubeconfig: {kubeconfig}\nCtrl-C stops it.", flush=True)
         with _stop_on_signals() as stop:
-            stop.wait()
+            while not stop.wait(0.5):
+                dead = [name for name, proc in cluster.processes.items() if proc.poll() is not None]
+                if dead:
+                    print(f"{', '.join(dead)} exited; see {cluster.logs}", file=sys.stderr)
+                    return 1
     finally:
         cluster.stop()
     return 0
+
+
+def run_cluster_provision(args: argparse.Namespace) -> int:
+    """``kubetask cluster provision``: build (or find cached) the control-plane binaries."""
+    from kubetask.cluster import ProvisionError, provision
+
+    try:
+        binaries = provision(progress=lambda message: print(message, flush=True))
+    except ProvisionError as error:
+        print(f"kubetask cluster provision: {error}", file=sys.stderr)
+        return 1
+    for name in ("etcd", "kube_apiserver", "kube_controller_manager", "kube_scheduler", "kwok"):
+        print(f"  {name.replace('_', '-'):<24} {getattr(binaries, name)}")
+    return 0
+
+
+def _port_in_use(host: str, port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return True
+    return False
 
 
 def run_operator_command(args: argparse.Namespace) -> int:

@@ -39,6 +39,7 @@ def configure_logging(level: str = "INFO", fmt: str = "text") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
-    # aiohttp's access log and kopf's per-object chatter drown the signal at INFO.
+    # aiohttp's access log, httpx's per-request lines and kopf's per-object chatter drown the signal at INFO.
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     logging.getLogger("kopf.objects").setLevel(max(logging.INFO, root.level))
