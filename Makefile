@@ -5,7 +5,6 @@ HELM ?= $(shell [ -x $(TOOLS_DIR)/helm ] && echo $(TOOLS_DIR)/helm || echo helm)
 KUBECTL ?= $(shell [ -x $(TOOLS_DIR)/kubectl ] && echo $(TOOLS_DIR)/kubectl || echo kubectl)
 IMAGE ?= ghcr.io/kubetask/kubetask:dev
 CHART := charts/kubetask
-CRDS := task.yaml tasktemplate.yaml tenant.yaml
 
 export KUBETASK_HELM := $(HELM)
 export KUBETASK_KUBECTL := $(KUBECTL)
@@ -33,15 +32,10 @@ chart: sync-crds ## helm lint + template the chart
 	$(HELM) template kubetask $(CHART) --namespace kubetask-system --include-crds > /dev/null
 	@echo "chart ok"
 
-manifests: sync-crds ## regenerate manifests/base/kubetask.yaml from the chart
-	HELM=$(HELM) hack/render-manifests.sh --write
+manifests: sync-crds ## regenerate manifests/base/kubetask.yaml (and the CRD copies)
 
-sync-crds: ## copy crds/ into the chart and the Python package
-	@for f in $(CRDS); do \
-	  cp crds/$$f $(CHART)/crds/$$f; \
-	  cp crds/$$f kubetask/resources/crds/$$f; \
-	done
-	@echo "crds synced"
+sync-crds: ## crds/ -> chart, package and manifests/base/kubetask.yaml (hack/sync-crds.sh)
+	HELM=$(HELM) bash hack/sync-crds.sh
 
 templates: ## regenerate the built-in TaskTemplates (package + chart copies)
 	$(PYTHON) hack/gen-tasktemplates.py

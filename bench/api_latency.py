@@ -1,4 +1,4 @@
-"""REST facade latency against the simulated cluster (issue 4's benchmark).
+"""REST facade latency against the local real control plane (kube-apiserver, etcd, kwok nodes).
 
 Prints:
 * ``POST /tasks`` p50/p99 with 50 concurrent clients, next to the raw Task-CR create latency against the
@@ -7,8 +7,9 @@ Prints:
 
 Run: ``python bench/api_latency.py [--clients 50] [--posts 1000] [--gets 2000] [--profile DIR]``.
 
-Three processes, as in production: the simulated apiserver (``kubetask sim``), the API (``kubetask api``)
-and this load generator.  No operator runs, so tasks stay pending and the figures are the API's own cost
+Separate processes, as in production: the control plane (``kubetask cluster up``: etcd, kube-apiserver,
+controller-manager, scheduler, kwok), the API (``kubetask api``) and this load generator.  No operator
+runs, so tasks stay pending and the figures are the API's own cost
 (auth, validation, admission, the apiserver round trip, the cache).  ``--profile DIR`` attaches py-spy to
 the API process during each timed phase and writes ``DIR/api-{post,get}.txt`` (collapsed stacks) and a
 short top-functions summary; it needs ``pip install py-spy`` and ptrace rights.
@@ -81,7 +82,7 @@ async def run_concurrently(clients: int, total: int, op: Callable[[int], Awaitab
 
 
 class Child:
-    """A child process (the sim or the API), stopped with SIGTERM then SIGKILL."""
+    """A child process (the control plane or the API), stopped with SIGTERM then SIGKILL."""
 
     def __init__(self, name: str, argv: list[str], log: Path) -> None:
         self.name, self.log = name, log
@@ -104,19 +105,25 @@ class Child:
         self._out.close()
 
 
-def start_sim(tmp: Path) -> tuple[Child, Path]:
-    """``kubetask sim``: the simulated apiserver with the CRDs and built-in templates, in its own process."""
+def start_cluster(tmp: Path) -> tuple[Child, Path, int]:
+    """``kubetask cluster up``: the real control plane with the CRDs and built-in templates, in its own processes.
+
+    Returns the launcher, the admin kubeconfig and the pid of kube-apiserver (for its CPU figures).
+    """
     kubeconfig = tmp / "kubeconfig"
-    sim = Child("sim", [sys.executable, "-m", "kubetask.cli", *QUIET, "sim", "--kubeconfig-out", str(kubeconfig)],
-                tmp / "sim.log")
-    deadline = time.monotonic() + 60
-    while "kubeconfig:" not in sim.log.read_text():  # printed once CRDs and templates are applied
-        sim.check()
+    workdir = tmp / "cluster"
+    cluster = Child("cluster", [sys.executable, "-m", "kubetask.cli", *QUIET, "cluster", "up", "--workdir",
+                                str(workdir), "--kubeconfig-out", str(kubeconfig), "--nodes", "cpu=4x0"],
+                    tmp / "cluster.log")
+    deadline = time.monotonic() + 600  # includes building the binaries on a fresh machine
+    while "kubeconfig:" not in cluster.log.read_text():  # printed once CRDs and templates are applied
+        cluster.check()
         if time.monotonic() > deadline:
-            sim.stop()
-            raise RuntimeError("the simulated cluster did not start")
+            cluster.stop()
+            raise RuntimeError("the control plane did not start")
         time.sleep(0.1)
-    return sim, kubeconfig
+    pids = json.loads((workdir / "pids.json").read_text())
+    return cluster, kubeconfig, int(pids["kube-apiserver"])
 
 
 def start_api(tmp: Path, kubeconfig: Path) -> tuple[Child, str]:
@@ -199,7 +206,7 @@ def cpu_seconds(pid: int | None) -> float:
 
 
 class CpuMeter:
-    """CPU milliseconds per request of the sim, the API and the load generator over one phase."""
+    """CPU milliseconds per request of the apiserver, the API and the load generator over one phase."""
 
     def __init__(self, pids: dict[str, int | None]) -> None:
         self.pids = pids
@@ -230,7 +237,7 @@ async def api_sessions(url: str, clients: int) -> AsyncIterator[dict[str, aiohtt
 
 async def bench(args: argparse.Namespace, profile_dir: Path | None) -> None:
     tmp = Path(tempfile.mkdtemp(prefix="kubetask-bench-"))
-    sim, kubeconfig = start_sim(tmp)
+    cluster, kubeconfig, apiserver_pid = start_cluster(tmp)
     api: Child | None = None
     kube = await KubeClient.connect(str(kubeconfig))
     try:
@@ -238,12 +245,12 @@ async def bench(args: argparse.Namespace, profile_dir: Path | None) -> None:
             await ensure_tenant(kube, user, api_key=f"{user}-key", limits=LIMITS)
         api, url = start_api(tmp, kubeconfig)
         async with api_sessions(url, args.clients) as http:
-            await run(args, kube, http, {"sim": sim.proc.pid, "api": api.proc.pid, "loadgen": None}, profile_dir)
+            await run(args, kube, http, {"apiserver": apiserver_pid, "api": api.proc.pid, "loadgen": None}, profile_dir)
     finally:
         await kube.close()
         if api is not None:
             api.stop()
-        sim.stop()
+        cluster.stop()
         shutil.rmtree(tmp, ignore_errors=True)
 
 
@@ -318,8 +325,8 @@ async def run(args: argparse.Namespace, kube: KubeClient, http: dict[str, aiohtt
         get_rate = len(get_lat) / (time.perf_counter() - started)
         get_cpu = meter.per_request(len(get_lat))
 
-    print(f"kubetask API latency - simulated cluster, {args.clients} concurrent clients, {len(USERS)} users; "
-          f"sim, API and load generator each in its own process ({os.cpu_count()} CPUs)")
+    print(f"kubetask API latency - real kube-apiserver, {args.clients} concurrent clients, {len(USERS)} users; "
+          f"control plane, API and load generator each in their own processes ({os.cpu_count()} CPUs)")
     print(f"  POST /tasks            n={len(post_lat):5d}  p50 {pct(post_lat, 50):7.2f} ms  "
           f"p99 {pct(post_lat, 99):7.2f} ms  mean {statistics.mean(post_lat) * 1000:7.2f} ms  "
           f"{post_rate:6.0f} req/s")

@@ -1,22 +1,18 @@
 """Operator throughput: Task-created → Job-created latency and admitted tasks/s (issue 3).
 
-Starts the simulated cluster (with plenty of capacity so nothing queues for
-long) and the real operator, submits N Tasks with near-instant pods, and
-measures from the sim's own records:
+Starts the local real control plane (kube-apiserver, etcd, controller-manager,
+scheduler, kwok nodes with plenty of capacity so nothing queues for long) and the
+real operator, submits N Tasks with near-instant pods, and measures:
 
 * Task-created → Job-created latency (p50 / p99),
 * admitted tasks per second (Jobs created by the operator per second of the run),
 * the raw rate of creating the same Jobs directly with the shared client against
   the same server in the same run, and the ratio between the two.
 
-The simulated apiserver runs in its own process by default (as a real apiserver
-does; sharing the GIL with the operator distorts both); ``--in-process`` runs it in a
-thread of the benchmark process as before.
-
 ``--rate R`` submits at a fixed rate instead of all at once, to measure latency when
 submissions do not exceed the admission rate.
 
-Usage: ``python bench/operator_throughput.py --tasks 1000 [--rate 40] [--webhook] [--in-process]``
+Usage: ``python bench/operator_throughput.py --tasks 1000 [--rate 40] [--webhook] [--operator-process]``
 """
 
 from __future__ import annotations
@@ -30,15 +26,16 @@ import os
 import statistics
 import tempfile
 import time
+from collections import Counter
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from kubetask.cluster import LocalCluster, NodeShape
 from kubetask.core.jobs import build_workload
 from kubetask.kube.client import JOBS, TASKS, KubeClient
 from kubetask.operator.runner import OperatorHandle, run_operator_in_thread
 from kubetask.settings import GpuSettings, KubeSettings, OperatorSettings
-from kubetask.sim import SimCluster, SimNode
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -131,55 +128,25 @@ async def measure(kubeconfig: str, n: int, concurrency: int, rate: float) -> dic
         await client.close()
 
 
-def start_cluster() -> SimCluster:
-    nodes = [SimNode(f"cpu-{i}", cpu="1000", memory="4000Gi", pods="5000") for i in range(4)]
-    cluster = SimCluster(nodes=nodes)
-    cluster.start()
+def start_cluster(workdir: Path) -> LocalCluster:
+    """The real control plane with roomy CPU nodes (nothing waits for capacity) and the CRDs."""
+    nodes = [NodeShape("cpu", count=4, cpu="1000", memory="4000Gi", pods="5000")]
+    cluster = LocalCluster(workdir, nodes, progress=lambda message: print(message, flush=True)).start()
     for path in sorted(glob.glob(str(ROOT / "crds" / "*.yaml"))):
         cluster.apply_file(path)
-    cluster.apply_manifest({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "raw"}})
+    cluster.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "raw"}})
     return cluster
 
 
-def _sim_child(conn: Any, kubeconfig: str) -> None:
-    """Child process: run the sim, report readiness, answer ``stats`` and ``stop``."""
-    cluster = start_cluster()
-    try:
-        cluster.write_kubeconfig(kubeconfig)
-        conn.send(("ready", os.getpid()))
-        while True:
-            cmd = conn.recv()
-            if cmd == "stats":
-                conn.send(cluster.stats())
-            else:
-                break
-    finally:
-        cluster.stop()
-
-
-class SimProcess:
-    """The sim in a child process (``spawn``: no inherited threads or loops)."""
-
-    def __init__(self, kubeconfig: str) -> None:
-        ctx = mp.get_context("spawn")
-        self.conn, child = ctx.Pipe()
-        self.proc = ctx.Process(target=_sim_child, args=(child, kubeconfig), daemon=True)
-        self.proc.start()
-        if not self.conn.poll(120):
-            raise RuntimeError("simulated cluster did not start")
-        _, self.pid = self.conn.recv()
-
-    def stats(self) -> dict[str, Any]:
-        self.conn.send("stats")
-        result: dict[str, Any] = self.conn.recv()
-        return result
-
-    def stop(self) -> None:
-        with contextlib.suppress(OSError):
-            self.conn.send("stop")
-        self.proc.join(30)
-        if self.proc.is_alive():
-            self.proc.terminate()
+def cluster_stats(cluster: LocalCluster) -> dict[str, Any]:
+    """Duplicate Jobs (two for one execution of one task) and pods refused by quota, read from the apiserver."""
+    jobs = cluster.list("batch/v1", "Job", "default")
+    per_execution = Counter((j["metadata"].get("labels") or {}).get("kubetask.io/task", "") + "/" +
+                            (j["metadata"].get("labels") or {}).get("kubetask.io/execution", "") for j in jobs)
+    events = cluster.list("v1", "Event", "default")
+    refused = [e for e in events if e.get("reason") == "FailedCreate" and "exceeded quota" in e.get("message", "")]
+    return {"duplicates": [key for key, count in per_execution.items() if count > 1], "quota_rejections": refused,
+            "jobs": len(jobs)}
 
 
 def _operator_child(conn: Any, kubeconfig: str, webhook: bool) -> None:
@@ -226,8 +193,6 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=0.0,
                         help="submit at most this many Tasks per second (default 0: as fast as possible)")
     parser.add_argument("--webhook", action="store_true", help="run with the admission webhook enabled")
-    parser.add_argument("--in-process", action="store_true",
-                        help="run the simulated apiserver in this process (default: its own process)")
     parser.add_argument("--operator-process", action="store_true",
                         help="run the operator in its own process too (default: a thread of this process)")
     parser.add_argument("--pause", type=float, default=0.0,
@@ -236,13 +201,10 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         kubeconfig = str(Path(tmp) / "kubeconfig")
-        sim: SimCluster | SimProcess
-        if args.in_process:
-            sim = start_cluster()
-            sim.write_kubeconfig(kubeconfig)
-        else:
-            sim = SimProcess(kubeconfig)
-            print(f"simulated apiserver: pid {sim.pid}   benchmark/operator: pid {os.getpid()}", flush=True)
+        cluster = start_cluster(Path(tmp) / "cluster")
+        cluster.write_kubeconfig(kubeconfig)
+        print(f"kube-apiserver: pid {cluster.processes['kube-apiserver'].pid}   benchmark: pid {os.getpid()}",
+              flush=True)
         try:
             handle: OperatorHandle | OperatorProcess
             if args.operator_process:
@@ -257,16 +219,15 @@ def main() -> None:
                 result = asyncio.run(measure(kubeconfig, args.tasks, args.concurrency, args.rate))
             finally:
                 handle.stop()
-            stats = sim.stats()
+            stats = cluster_stats(cluster)
         finally:
-            sim.stop()
+            cluster.stop()
 
     lat = result["latencies"]
     rate = len(lat) / result["elapsed"]
     print(f"kubetask operator throughput — {datetime.now().isoformat(timespec='seconds')}")
     print(f"tasks: {args.tasks}   webhook: {'on' if args.webhook else 'off'}   submit concurrency: "
           f"{args.concurrency}   rate: {args.rate or 'unlimited'}   "
-          f"sim: {'in-process' if args.in_process else 'own process'}   "
           f"operator: {'own process' if args.operator_process else 'thread of the benchmark process'}")
     cl = result["create_lat"]
     print(f"submitted {args.tasks} Tasks in {result['submitted']:.2f} s "
@@ -277,9 +238,8 @@ def main() -> None:
     print(f"admitted: {len(lat)} Jobs in {result['elapsed']:.2f} s = {rate:.0f} tasks/s")
     print(f"raw Job creation with the same client, same server: {result['raw_rate']:.0f} Jobs/s")
     print(f"ratio operator / raw: {rate / result['raw_rate']:.2f}")
-    kinds = sorted(stats.get("request_kinds", {}).items(), key=lambda kv: -kv[1])
-    print("sim requests: " + ", ".join(f"{k} {v}" for k, v in kinds[:12]))
-    print(f"duplicate Job names: {len(stats['duplicate_names'])}   quota rejections: {len(stats['quota_rejections'])}")
+    print(f"Jobs: {stats['jobs']}   duplicate Jobs: {len(stats['duplicates'])}   "
+          f"pods refused by quota: {len(stats['quota_rejections'])}")
 
 
 if __name__ == "__main__":

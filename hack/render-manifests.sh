@@ -2,6 +2,7 @@
 # Render the kustomize base manifests/base/kubetask.yaml from the Helm chart.
 #   hack/render-manifests.sh            # print to stdout
 #   hack/render-manifests.sh --write    # (re)write manifests/base/kubetask.yaml (make manifests)
+# hack/sync-crds.sh (make sync-crds / make manifests) runs it after copying crds/ into the chart;
 # tests/unit/test_manifests.py checks that the committed file equals this output.
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -104,7 +104,9 @@ def run_dev(args: argparse.Namespace) -> int:
         print(f"kubetask dev: port {args.port} on {args.host} is in use; choose another with --port", file=sys.stderr)
         return 2
     cluster = start_cluster(args, DEV_WORKDIR)
-    kubeconfig = cluster.write_kubeconfig(args.kubeconfig_out or DEFAULT_DEV_KUBECONFIG)
+    # With its own --workdir a dev run keeps its kubeconfig there too, so it never overwrites the default one.
+    default_kubeconfig = cluster.workdir / "kubeconfig.yaml" if args.workdir else DEFAULT_DEV_KUBECONFIG
+    kubeconfig = cluster.write_kubeconfig(args.kubeconfig_out or default_kubeconfig)
     operator = api = None
     try:
         keys = {"alice": (args.alice_key, "user"), "bob": (args.bob_key, "user"),

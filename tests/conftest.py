@@ -14,7 +14,13 @@ from collections.abc import Iterator
 import pytest
 from kt_support import install_kubetask_resources
 
-from kubetask.cluster import DEV_NODES, LocalCluster
+from kubetask.cluster import DEV_NODES, LocalCluster, cached_binaries, provision
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Build the control plane before any test runs, so a first build is not charged to a test's timeout."""
+    if cached_binaries() is None:
+        provision(progress=print)
 
 
 @pytest.fixture(scope="session")

@@ -85,7 +85,8 @@ def reset_namespaces(cluster: LocalCluster, namespaces: list[str], timeout: floa
                            json={"metadata": {"finalizers": None}},
                            headers={"Content-Type": "application/merge-patch+json"})
         for path in collections:
-            http.delete(path.format(ns=namespace), params={"propagationPolicy": "Background", "gracePeriodSeconds": "0"})
+            http.delete(path.format(ns=namespace),
+                        params={"propagationPolicy": "Background", "gracePeriodSeconds": "0"})
         http.delete(f"/api/v1/namespaces/{namespace}/configmaps", params={"labelSelector": "kubetask.io/task"})
     deadline = time.monotonic() + timeout
     for namespace in namespaces:

@@ -415,7 +415,7 @@ async def task_logs(
     execution: Annotated[str | None, Query(description="Execution id (default: the latest)")] = None,
 ) -> Response:
     """Proxies the pod log through the apiserver. 409 before the task has started; 404 when the
-    cluster has no log for it (e.g. simulated nodes)."""
+    cluster has no log for it (the pod is gone, or its nodes serve none)."""
     obj = find_task(state, user, task_id)
     namespace = obj["metadata"]["namespace"]
     executions = (obj.get("status") or {}).get("executions") or []

@@ -189,8 +189,8 @@ async def register_worker(
 ) -> Response:
     """Marks the node ``hostname`` as a kubetask worker (label ``kubetask.io/worker=true``, annotation
     ``kubetask.io/capacity``). If no such node exists, a Node object is created with a ``Ready``
-    condition (reason ``KubetaskRegistered``): a simulated cluster schedules onto it; on a real
-    cluster no kubelet backs it, so it turns NotReady (``OFFLINE``) after the node grace period.
+    condition (reason ``KubetaskRegistered``); no kubelet backs it, so the node lifecycle controller
+    turns it NotReady (``OFFLINE``) after the node grace period.
     Join real machines with their kubelet first, then register them here."""
     name = validate_hostname(hostname)
     validate_capacity(capacity)

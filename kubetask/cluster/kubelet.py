@@ -12,6 +12,7 @@ Run as ``python -m kubetask.cluster.kubelet --port P --cert C --key K --apiserve
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import re
 import ssl
@@ -74,7 +75,7 @@ def make_handler(reader: PodReader) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
 
-        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the stdlib's name
+        def log_message(self, format: str, *args: Any) -> None:
             return
 
         def _send(self, code: int, body: bytes, content_type: str = "text/plain") -> None:
@@ -148,10 +149,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     with open(args.token_file) as handle:
         token = handle.read().strip()
-    try:
+    with contextlib.suppress(KeyboardInterrupt):
         serve(args.port, args.cert, args.key, PodReader(args.apiserver, args.ca, token))
-    except KeyboardInterrupt:
-        pass
     return 0
 
 

@@ -10,8 +10,11 @@ benchmarks all start their cluster here.
 
 from __future__ import annotations
 
+import atexit
+import base64
 import contextlib
 import ctypes
+import functools
 import json
 import logging
 import os
@@ -56,9 +59,10 @@ def free_port() -> int:
 
 def _die_with_parent() -> None:
     # PR_SET_PDEATHSIG: if the launching process dies (even by SIGKILL), so do its components,
-    # so a crashed test run leaves no stray apiserver behind.
+    # so a crashed test run leaves no stray apiserver behind. SIGKILL, not SIGTERM: a
+    # kube-apiserver whose etcd is going down with it can hang in its graceful shutdown.
     with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)
 
 
 @dataclass(frozen=True)
@@ -134,6 +138,7 @@ class LocalCluster:
         started = time.monotonic()
         binaries = self._binaries or provision(progress=self._say)
         self._stop_stale()
+        atexit.register(self.stop)
         for sub in ("pki", "logs", "etcd"):
             (self.workdir / sub).mkdir(parents=True, exist_ok=True)
         self.ports = Ports.pick(self._apiserver_port)
@@ -170,6 +175,7 @@ class LocalCluster:
         self._log_files.clear()
         with contextlib.suppress(FileNotFoundError):
             (self.workdir / "pids.json").unlink()
+        atexit.unregister(self.stop)
 
     def __enter__(self) -> LocalCluster:
         return self.start()
@@ -258,8 +264,6 @@ class LocalCluster:
     def write_kubeconfig(self, path: str | Path, *, token: str | None = None, namespace: str | None = None) -> Path:
         """A kubeconfig (CA embedded) for kubectl, kubernetes(_asyncio) and Kopf: admin unless ``token``."""
         body = self._kubeconfig_body({"token": token or self.admin_token}, namespace)
-        import base64
-
         body["clusters"][0]["cluster"] = {"server": self.url,
                                           "certificate-authority-data": base64.b64encode(self.ca_pem).decode()}
         target = Path(path)
@@ -416,7 +420,8 @@ class LocalCluster:
                 names.append(node["metadata"]["name"])
         deadline = time.monotonic() + timeout
         for name in names:
-            self._wait_for(lambda name=name: _ready(self._get_json(f"/api/v1/nodes/{name}")), deadline,
+            path = f"/api/v1/nodes/{name}"
+            self._wait_for(functools.partial(lambda p: _ready(self._get_json(p)), path), deadline,
                            f"node {name} to become Ready (kwok)")
         return names
 
@@ -477,10 +482,10 @@ class LocalCluster:
             return conditions.get("Established") == "True"
 
         self._wait_for(served, time.monotonic() + 30, f"CRD {name} to be established")
+        kind = crd["spec"]["names"]["kind"]
         for version in versions:
             self._discovery.pop(f"{group}/{version}", None)
-            kind = crd["spec"]["names"]["kind"]
-            self._wait_for(lambda version=version, kind=kind: self._served(f"{group}/{version}", kind),
+            self._wait_for(functools.partial(self._served, f"{group}/{version}", kind),
                            time.monotonic() + 30, f"{kind} in discovery")
 
     def _served(self, api_version: str, kind: str) -> bool:

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from kubetask import API_VERSION
-from kubetask.core.scheduling import MILLI, Demand, QuantityError, to_milli
+from kubetask.core.scheduling import DRAINING_LABEL, MILLI, PAUSED_LABEL, Demand, QuantityError, to_milli
 from kubetask.core.templates import RenderedTemplate, render_template
 from kubetask.settings import GpuSettings
 
@@ -49,6 +49,16 @@ def _short(value: str, limit: int = _MAX_NAME) -> str:
         return value
     digest = hashlib.sha256(value.encode()).hexdigest()[:8]
     return value[: limit - 9].rstrip("-.") + "-" + digest
+
+
+def _with_node_rules(affinity: Mapping[str, Any] | None, rules: list[dict[str, Any]]) -> dict[str, Any]:
+    """``affinity`` (a template's, say) with ``rules`` added to every required node-selector term."""
+    merged = copy.deepcopy(dict(affinity or {}))
+    required = merged.setdefault("nodeAffinity", {}).setdefault("requiredDuringSchedulingIgnoredDuringExecution", {})
+    terms = required.get("nodeSelectorTerms") or [{}]
+    required["nodeSelectorTerms"] = [{**term, "matchExpressions": [*rules, *(term.get("matchExpressions") or [])]}
+                                     for term in terms]
+    return merged
 
 
 def job_name(task_name: str, execution: int) -> str:
@@ -237,16 +247,17 @@ def build_workload(
 
     node_selector: dict[str, str] = {}
     tolerations: list[dict[str, Any]] = []
-    affinity: dict[str, Any] | None = None
+    node_rules: list[dict[str, Any]] = []
     if gpus > 0:
         node_selector[gpu.node_label_key] = gpu.node_label_value
         if resources.get("gpuType"):
             node_selector[gpu.product_label_key] = str(resources["gpuType"])
         tolerations.append({"key": gpu.taint_key, "operator": "Exists", "effect": "NoSchedule"})
     elif not gpu.cpu_tasks_on_gpu_nodes:
-        affinity = {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
-            {"matchExpressions": [{"key": gpu.node_label_key, "operator": "NotIn",
-                                   "values": [gpu.node_label_value]}]}]}}}
+        node_rules.append({"key": gpu.node_label_key, "operator": "NotIn", "values": [gpu.node_label_value]})
+    # The kube-scheduler, not kubetask, binds the pod: keep it off nodes paused or draining for kubetask
+    # (only when it is scheduled; pods already running there carry on).
+    node_rules += [{"key": label, "operator": "NotIn", "values": ["true"]} for label in (PAUSED_LABEL, DRAINING_LABEL)]
     node_selector.update({str(k): str(v) for k, v in (spec.get("nodeSelector") or {}).items()})
     tolerations += [dict(t) for t in spec.get("tolerations") or []]
 
@@ -272,8 +283,7 @@ def build_workload(
         pod_spec["nodeSelector"] = {**(pod_spec.get("nodeSelector") or {}), **node_selector}
     if tolerations:
         pod_spec["tolerations"] = list(pod_spec.get("tolerations") or []) + tolerations
-    if affinity:
-        pod_spec["affinity"] = affinity
+    pod_spec["affinity"] = _with_node_rules(pod_spec.get("affinity"), node_rules)
     timeout = spec.get("timeoutSeconds")
     if timeout is None and rendered is not None:
         timeout = rendered.timeout_seconds

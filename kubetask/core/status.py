@@ -161,7 +161,8 @@ def observe_execution(job: Mapping[str, Any] | None, pods: Sequence[Mapping[str,
     obs = Observation(state="pending", pods_alive=pods_alive)
     job_finished = False
     if job is not None:
-        job_finished = bool(_job_condition(job, "Complete") or _job_condition(job, "Failed"))
+        job_finished = bool(_job_condition(job, "Complete") or _job_condition(job, "Failed")
+                            or _job_condition(job, "SuccessCriteriaMet") or _job_condition(job, "FailureTarget"))
         obs.workload_active = not job_finished and not (job.get("metadata") or {}).get("deletionTimestamp")
     elif pod is not None:
         obs.workload_active = pods_alive and not (pod.get("metadata") or {}).get("deletionTimestamp")
@@ -207,8 +208,10 @@ def observe_execution(job: Mapping[str, Any] | None, pods: Sequence[Mapping[str,
             obs.state, obs.reason = "failed", "DeadlineExceeded"
 
     if job is not None:
-        failed = _job_condition(job, "Failed")
-        complete = _job_condition(job, "Complete")
+        # The Job controller states its verdict first (FailureTarget / SuccessCriteriaMet, e.g. reason
+        # DeadlineExceeded while it stops the pod) and sets Failed / Complete once the pods are gone.
+        failed = _job_condition(job, "Failed") or _job_condition(job, "FailureTarget")
+        complete = _job_condition(job, "Complete") or _job_condition(job, "SuccessCriteriaMet")
         jstatus = job.get("status") or {}
         if failed:
             job_reason = failed.get("reason")
@@ -437,7 +440,10 @@ def reconcile_task(
         if not current.get("startedAt") and obs.started_at is not None:
             current["startedAt"] = fmt_time(obs.started_at)
         current["exitCode"] = obs.exit_code
-        plan.delete_workload = obs.workload_active
+        # Only a Job whose pod cannot end by itself (an image that never pulls) is deleted: once the
+        # pod has terminated, the Job controller finishes the Job moments later (it keeps the record
+        # and the pod's logs); a real Job controller lags the pod, so "still active" is normal here.
+        plan.delete_workload = obs.workload_active and obs.pods_alive
         resources = spec.get("resources") or {}
         if obs.state == "succeeded":
             current["phase"] = SUCCEEDED

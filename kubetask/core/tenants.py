@@ -107,8 +107,8 @@ def build_role(tenant: Mapping[str, Any], namespace: str) -> dict[str, Any]:
              "verbs": ["get", "list", "watch", "create", "update", "patch", "delete"]},
             {"apiGroups": [GROUP], "resources": ["tasks/status"], "verbs": ["get"]},
             {"apiGroups": ["batch"], "resources": ["jobs"], "verbs": ["get", "list", "watch"]},
-            {"apiGroups": [""], "resources": ["pods", "pods/log", "events", "configmaps"],
-             "verbs": ["get", "list", "watch"]},
+            {"apiGroups": [""], "resources": ["pods", "events", "configmaps"], "verbs": ["get", "list", "watch"]},
+            {"apiGroups": [""], "resources": ["pods/log"], "verbs": ["get"]},  # the only verb pods/log has
         ],
     }
 

@@ -288,9 +288,9 @@ def new_worker_node(name: str, capacity: int, now: datetime | None = None) -> Ob
     """A Node object for a worker that does not exist yet (registered the way kwok registers nodes).
 
     It carries the worker label, the capacity annotation and a ``Ready`` condition with reason
-    ``KubetaskRegistered``.  On a simulated cluster that is a node.  On a real cluster no kubelet
-    backs it: the node lifecycle controller turns ``Ready`` to ``Unknown`` after its grace period
-    (about 40 s), the worker shows ``OFFLINE``, and nothing is scheduled there.  Join real machines
+    ``KubetaskRegistered``.  No kubelet backs it: the node lifecycle controller turns ``Ready`` to
+    ``Unknown`` after its grace period (about 40 s), the worker shows ``OFFLINE``, and nothing is
+    scheduled there.  Join real machines
     with their kubelet, then ``POST /workers?hostname=<node>`` marks them as workers.
     """
     stamp = format_time(now or utcnow())

@@ -1,7 +1,10 @@
-"""E2E fixtures: a real cluster from ``KUBECONFIG``, kubetask running against it.
+"""E2E fixtures: a real cluster, kubetask running against it.
 
-Default mode applies the CRDs and runs the operator (webhook included, served on
-127.0.0.1 with a self-signed certificate) and the API as local processes, out of
+The cluster is the one ``KUBECONFIG`` names (kind, a cloud cluster, ``kubetask cluster up``);
+without ``KUBECONFIG`` it is the session's local real control plane (``local_cluster``:
+kube-apiserver, etcd, controller-manager, scheduler and kwok GPU nodes), so the suite runs
+in every CI run. Default mode applies the CRDs and runs the operator (webhook included,
+served on 127.0.0.1 with a self-signed certificate) and the API as local processes, out of
 cluster.  ``KUBETASK_E2E_INSTALLED=1`` instead tests a chart-installed release:
 the API is reached at ``KUBETASK_E2E_API_URL`` (e.g. a port-forward).
 
@@ -37,13 +40,14 @@ GROUP, VERSION = "kubetask.io", "v1alpha1"
 pytestmark = pytest.mark.e2e
 
 
-def _kubeconfig_path() -> Path | None:
+def _kubeconfig_from_env() -> Path | None:
     explicit = os.environ.get("KUBECONFIG")
-    if explicit:
-        first = explicit.split(os.pathsep)[0]
-        return Path(first) if Path(first).exists() else None
-    default = Path.home() / ".kube" / "config"
-    return default if default.exists() else None
+    if not explicit:
+        return None
+    first = Path(explicit.split(os.pathsep)[0])
+    if not first.exists():
+        pytest.fail(f"e2e: KUBECONFIG names {first}, which does not exist")
+    return first
 
 
 def _free_port() -> int:
@@ -115,17 +119,18 @@ def kubectl_binary() -> str | None:
 
 
 @pytest.fixture(scope="session")
-def cluster() -> Iterator[Cluster]:
-    path = _kubeconfig_path()
+def cluster(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    path = _kubeconfig_from_env()
     if path is None:
-        pytest.skip("e2e: no cluster — set KUBECONFIG (or ~/.kube/config) to a real cluster to run this suite")
+        local = request.getfixturevalue("local_cluster")
+        path = local.write_kubeconfig(tmp_path_factory.mktemp("e2e") / "kubeconfig")
     from kubernetes import client, config
 
     api_client = config.new_client_from_config(config_file=str(path))
     try:
-        client.VersionApi(api_client).get_code(_request_timeout=5)
-    except Exception as error:  # any failure to reach it means "no cluster here"
-        pytest.skip(f"e2e: the cluster in {path} is unreachable ({type(error).__name__}: {error})")
+        client.VersionApi(api_client).get_code(_request_timeout=10)
+    except Exception as error:
+        pytest.fail(f"e2e: the cluster in {path} is unreachable ({type(error).__name__}: {error})")
     yield Cluster(kubeconfig=path, api_client=api_client)
     api_client.close()
 

@@ -1,21 +1,22 @@
-"""The CRDs in crds/: Kubernetes-valid, structural, in step with kubetask.core.models.
+"""The CRDs in crds/ as files: conventions, in step with kubetask.core.models, one source.
 
-Checks what the apiserver would check when the CRDs are applied (we have no cluster
-here): the CRD object against the Kubernetes OpenAPI schema, the structural-schema
-rules, defaults, printer columns and CEL rules; plus that the copies in the chart and
-the package are byte-identical and that the example Tasks validate.
+Pure and fast: nothing here asks whether the apiserver would accept something. The real
+kube-apiserver checks the CRDs themselves (structural schema, defaults, CEL rules) and
+every good and bad Task, Tenant and TaskTemplate in tests/component/deploy/.
 """
 
 from __future__ import annotations
 
+import copy
+import os
 import re
+import shutil
+import subprocess
 import sys
 import typing
 from pathlib import Path
 from typing import Any
 
-import jsonschema
-import kubernetes_validate
 import pytest
 import yaml
 from pydantic import BaseModel
@@ -33,11 +34,9 @@ def _nodes(kind: str) -> list[tuple[str, dict[str, Any]]]:
     return list(kt.walk_schema(kt.crd_schema(kind)))
 
 
-@pytest.mark.parametrize("kind", KINDS)
-def test_crd_is_valid_kubernetes_object(kind: str) -> None:
-    crd = kt.crds()[kind]
-    version = kt.k8s_version()
-    assert kubernetes_validate.validate(crd, version, strict=True) == ".".join(version.split(".")[:2])
+def test_every_kind_has_a_crd() -> None:
+    assert set(kt.crds()) == set(KINDS)
+    assert kt.CRD_FILES == ("task.yaml", "tasktemplate.yaml", "tenant.yaml")
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -58,72 +57,44 @@ def test_crd_names_and_versions(kind: str) -> None:
         assert versions[0]["subresources"] == {"status": {}}
 
 
-@pytest.mark.parametrize("kind", KINDS)
-def test_schema_is_structural(kind: str) -> None:
-    root = kt.crd_schema(kind)
-    assert root["type"] == "object"
+def convention_problems(schema: dict[str, Any]) -> list[str]:
+    """kubetask's own schema conventions, beyond what the apiserver enforces (it accepts all of these)."""
     problems = []
-    for path, node in _nodes(kind):
-        in_junctor = "<" in path
-        free = node.get("x-kubernetes-int-or-string") or node.get("x-kubernetes-preserve-unknown-fields")
-        if not in_junctor and not node.get("type") and not free:
-            problems.append(f"{path}: no type")
-        if "properties" in node and "additionalProperties" in node:
-            problems.append(f"{path}: properties and additionalProperties together")
+    for path, node in kt.walk_schema(schema):
+        for validation in node.get("x-kubernetes-validations", []):
+            if not validation.get("message"):
+                problems.append(f"{path}: CEL rule without a message: {validation.get('rule')}")
         if node.get("additionalProperties") is False:
-            problems.append(f"{path}: additionalProperties: false")
-        for banned in ("$ref", "definitions", "id", "patternProperties", "dependencies", "uniqueItems"):
-            if banned in node:
-                problems.append(f"{path}: {banned} is not allowed")
-        if "items" in node and not isinstance(node["items"], dict):
-            problems.append(f"{path}: items must be one schema")
-        if node.get("type") == "array" and "items" not in node:
-            problems.append(f"{path}: array without items")
+            problems.append(f"{path}: additionalProperties: false (unknown fields are pruned instead)")
         if node.get("x-kubernetes-int-or-string"):
             if "type" in node:
                 problems.append(f"{path}: int-or-string with a type")
-            if node.get("anyOf", [{"type": "integer"}, {"type": "string"}]) != [
-                {"type": "integer"},
-                {"type": "string"},
-            ]:
+            if node.get("anyOf") != [{"type": "integer"}, {"type": "string"}]:
                 problems.append(f"{path}: int-or-string anyOf must be [integer, string]")
         elif any(k in node for k in ("anyOf", "oneOf", "allOf", "not")):
             problems.append(f"{path}: junctors are only used for int-or-string here")
-        if in_junctor and set(node) - {"type"} and node.get("type") not in ("integer", "string"):
-            problems.append(f"{path}: junctor branch {node}")
-        list_type = node.get("x-kubernetes-list-type")
-        if list_type == "set" and node["items"].get("type") not in ("string", "integer", "number", "boolean"):
-            problems.append(f"{path}: set list with non-scalar items")
-        if list_type == "map":
-            keys = node.get("x-kubernetes-list-map-keys") or []
-            items = node["items"]
-            if not keys or any(k not in items.get("properties", {}) for k in keys):
-                problems.append(f"{path}: map list keys {keys} not properties of the items")
-            if any(k not in items.get("required", []) and "default" not in items["properties"][k] for k in keys):
-                problems.append(f"{path}: map list keys must be required or defaulted")
-        for req in node.get("required", []):
-            if req not in node.get("properties", {}):
-                problems.append(f"{path}: required {req} is not a property")
-    # metadata: only name/generateName may be restricted at the root.
-    meta = root["properties"]["metadata"]
-    assert set(meta) <= {"type", "properties"} and meta["type"] == "object"
-    assert set(meta.get("properties", {})) <= {"name", "generateName"}
-    assert root["properties"]["apiVersion"] == {"type": "string"}
-    assert root["properties"]["kind"] == {"type": "string"}
-    assert not problems, "\n".join(problems)
+    if schema.get("properties", {}).get("apiVersion") != {"type": "string"}:
+        problems.append("apiVersion is not a plain string")
+    if schema.get("properties", {}).get("kind") != {"type": "string"}:
+        problems.append("kind is not a plain string")
+    return problems
 
 
 @pytest.mark.parametrize("kind", KINDS)
-def test_defaults_valid_against_own_schema(kind: str) -> None:
-    count = 0
-    for path, node in _nodes(kind):
-        if "default" not in node:
-            continue
-        count += 1
-        assert not path.startswith(".metadata"), f"{path}: defaults are not allowed in metadata"
-        sub = {k: v for k, v in node.items() if k != "default"}
-        jsonschema.Draft7Validator(sub).validate(kt.apply_defaults(sub, node["default"]))
-    assert count > 0
+def test_schema_conventions(kind: str) -> None:
+    assert kt.crd_schema(kind)["type"] == "object"
+    problems = convention_problems(kt.crd_schema(kind))
+    assert not problems, "\n".join(problems)
+
+
+def test_convention_check_can_fail() -> None:
+    schema = copy.deepcopy(kt.crd_schema("Task"))
+    spec = schema["properties"]["spec"]
+    spec["x-kubernetes-validations"][0].pop("message")
+    spec["properties"]["resources"]["properties"]["cpu"]["type"] = "string"
+    spec["properties"]["queue"]["oneOf"] = [{"maxLength": 3}]
+    problems = convention_problems(schema)
+    assert len(problems) == 3, problems
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -144,26 +115,12 @@ def test_printer_columns_point_at_schema_fields(kind: str) -> None:
         assert [c["name"] for c in columns] == ["Namespace", "Running", "Pending", "GPUs", "Age"]
 
 
-@pytest.mark.parametrize("kind", KINDS)
-def test_cel_rules_compile_and_reference_real_fields(kind: str) -> None:
-    rules = 0
-    for path, node in _nodes(kind):
-        for validation in node.get("x-kubernetes-validations", []):
-            rules += 1
-            assert validation.get("message"), f"{path}: rule without a message"
-            kt.cel_program(validation["rule"])  # raises on a syntax error
-            props = set(node.get("properties", {}))
-            for ref in re.findall(r"(?:self|oldSelf)\.([A-Za-z_]\w*)", validation["rule"]):
-                name = re.sub(r"^__(\w+)__$", r"\1", ref)
-                assert name in props, f"{path}: rule refers to unknown field {ref}"
-    assert rules > 0 or kind == "TaskTemplate"
+# --------------------------------------------------------------------------- one source
 
 
-def test_broken_cel_rule_fails_compilation() -> None:
-    """The compile check above is able to fail."""
-    import celpy
-    with pytest.raises(celpy.CELParseError):
-        kt.cel_program("has(self.image) &&")
+@pytest.mark.parametrize("directory", kt.CRD_COPIES, ids=lambda d: str(d.relative_to(kt.REPO)))
+def test_copies_hold_exactly_the_source_files(directory: Path) -> None:
+    assert tuple(sorted(p.name for p in directory.glob("*.yaml"))) == kt.CRD_FILES, "run make sync-crds"
 
 
 @pytest.mark.parametrize("name", kt.CRD_FILES)
@@ -171,6 +128,51 @@ def test_copies_are_byte_identical(name: str) -> None:
     canonical = (kt.CRD_DIR / name).read_bytes()
     for directory in kt.CRD_COPIES:
         assert (directory / name).read_bytes() == canonical, f"{directory / name} differs; run make sync-crds"
+
+
+def test_base_manifest_holds_the_source_crds() -> None:
+    """manifests/base/kubetask.yaml embeds the CRDs: the same documents as crds/, compared parsed."""
+    base = [d for d in kt.load_all(kt.BASE_MANIFEST.read_text()) if d["kind"] == "CustomResourceDefinition"]
+    by_name = {d["metadata"]["name"]: d for d in base}
+    assert len(by_name) == len(base), "a CRD appears twice in the base"
+    source = {c["metadata"]["name"]: c for c in kt.crds().values()}
+    assert set(by_name) == set(source), "run make sync-crds"
+    for name, crd in source.items():
+        assert by_name[name] == crd, f"{name} in {kt.BASE_MANIFEST.relative_to(kt.REPO)} is stale: run make sync-crds"
+
+
+def test_sync_is_one_command() -> None:
+    """`make sync-crds` and `make manifests` both run hack/sync-crds.sh, which copies and re-renders."""
+    makefile = (kt.REPO / "Makefile").read_text()
+    recipe = re.search(r"^sync-crds:.*\n((?:\t.*\n)+)", makefile, re.M)
+    assert recipe and "hack/sync-crds.sh" in recipe.group(1)
+    assert re.search(r"^manifests: sync-crds\b", makefile, re.M)
+    script = (kt.REPO / "hack" / "sync-crds.sh").read_text()
+    for copy_dir in kt.CRD_COPIES:
+        assert str(copy_dir.relative_to(kt.REPO)) in script
+    assert "render-manifests.sh --write" in script
+
+
+def test_sync_script_regenerates_every_copy(tmp_path: Path) -> None:
+    """hack/sync-crds.sh, run on a scratch copy of the repo after a CRD change: every copy follows."""
+    for part in ("crds", "charts/kubetask", "kubetask/resources/crds", "manifests/base"):
+        shutil.copytree(kt.REPO / part, tmp_path / part)
+    (tmp_path / "hack").mkdir()
+    for script in ("sync-crds.sh", "render-manifests.sh"):
+        shutil.copy2(kt.REPO / "hack" / script, tmp_path / "hack" / script)
+    source = tmp_path / "crds" / "task.yaml"
+    source.write_text(source.read_text().replace("A task queued by kubetask", "A task queued by kubetask (changed)"))
+    (tmp_path / "kubetask/resources/crds/removed.yaml").write_text("stale: true\n")
+    env = {**os.environ, "HELM": kt.require_tool("helm")}
+    proc = subprocess.run(["bash", str(tmp_path / "hack" / "sync-crds.sh")], capture_output=True, text=True,
+                          env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    for directory in ("charts/kubetask/crds", "kubetask/resources/crds"):
+        assert sorted(p.name for p in (tmp_path / directory).glob("*.yaml")) == list(kt.CRD_FILES)
+        assert (tmp_path / directory / "task.yaml").read_bytes() == source.read_bytes()
+    base = kt.load_all((tmp_path / "manifests/base/kubetask.yaml").read_text())
+    (task,) = [d for d in base if d.get("metadata", {}).get("name") == "tasks.kubetask.io"]
+    assert task == yaml.safe_load(source.read_text())
 
 
 # --------------------------------------------------------------------------- models
@@ -228,24 +230,40 @@ def test_schema_fields_match_models(kind: str, spec_model: Any, status_model: An
     assert not problems, "\n".join(problems)
 
 
-@pytest.mark.parametrize(
-    ("kind", "path", "expected"),
-    [
-        ("Task", ".spec.priority", models.DEFAULT_PRIORITY),
-        ("Task", ".spec.queue", models.DEFAULT_QUEUE),
-        ("Task", ".spec.maxRetries", models.TaskSpec.model_fields["max_retries"].default),
-        ("Task", ".spec.retryBackoffSeconds", models.TaskSpec.model_fields["retry_backoff_seconds"].default),
-        ("Task", ".spec.runtime", "job"),
-        ("Task", ".spec.cancel", False),
-        ("Task", ".spec.resources.gpus", 0),
-        ("Tenant", ".spec.limits.maxPending", models.DEFAULT_MAX_PENDING),
-        ("Tenant", ".spec.limits.maxTimeoutSeconds", models.DEFAULT_MAX_TIMEOUT_SECONDS),
-        ("Tenant", ".spec.apiKeys[].key", "sha256"),
-        ("Tenant", ".spec.role", "user"),
-    ],
-)
+def test_model_comparison_can_fail() -> None:
+    spec = copy.deepcopy(kt.crd_schema("Task")["properties"]["spec"])
+    spec["properties"]["bogus"] = {"type": "string"}
+    del spec["properties"]["resources"]["properties"]["gpus"]
+    problems: list[str] = []
+    _compare(models.TaskSpec, spec, ".spec", problems)
+    assert len(problems) == 2, problems
+
+
+DEFAULTS = [
+    ("Task", ".spec.priority", models.DEFAULT_PRIORITY),
+    ("Task", ".spec.queue", models.DEFAULT_QUEUE),
+    ("Task", ".spec.maxRetries", models.TaskSpec.model_fields["max_retries"].default),
+    ("Task", ".spec.retryBackoffSeconds", models.TaskSpec.model_fields["retry_backoff_seconds"].default),
+    ("Task", ".spec.runtime", "job"),
+    ("Task", ".spec.cancel", False),
+    ("Task", ".spec.resources.gpus", 0),
+    ("Tenant", ".spec.limits.maxPending", models.DEFAULT_MAX_PENDING),
+    ("Tenant", ".spec.limits.maxTimeoutSeconds", models.DEFAULT_MAX_TIMEOUT_SECONDS),
+    ("Tenant", ".spec.apiKeys[].key", "sha256"),
+    ("Tenant", ".spec.role", "user"),
+]
+"""Schema defaults the models rely on; tests/component/deploy checks the apiserver applies them."""
+
+
+@pytest.mark.parametrize(("kind", "path", "expected"), DEFAULTS)
 def test_defaults_match_models(kind: str, path: str, expected: Any) -> None:
     assert dict(_nodes(kind))[path]["default"] == expected
+
+
+def test_every_default_is_listed() -> None:
+    found = {(kind, path) for kind in ("Task", "Tenant") for path, node in _nodes(kind) if "default" in node}
+    found -= {("Tenant", ".spec"), ("Tenant", ".spec.limits")}  # {}: containers for the defaults below
+    assert found == {(kind, path) for kind, path, _ in DEFAULTS}
 
 
 def test_script_content_limit_matches_model() -> None:
@@ -259,113 +277,6 @@ def test_phase_enum_matches_model() -> None:
     assert nodes[".spec.script.language"]["enum"] == [s.value for s in models.ScriptLanguage]
 
 
-# --------------------------------------------------------------------------- instances
-
-
-def _task(**spec: Any) -> dict[str, Any]:
-    return {"apiVersion": "kubetask.io/v1alpha1", "kind": "Task", "metadata": {"name": "t1"}, "spec": spec}
-
-
-GOOD_TASK = {"displayName": "hello", "image": "busybox:1.36", "command": ["echo", "hi"]}
-
-
-def test_minimal_task_is_valid_and_defaulted() -> None:
-    assert kt.crd_errors(_task(**GOOD_TASK)) == []
-    spec = kt.apply_defaults(kt.crd_schema("Task"), _task(**GOOD_TASK))["spec"]
-    assert spec["priority"] == 5 and spec["queue"] == "default" and spec["runtime"] == "job"
-    assert spec["maxRetries"] == 0 and spec["retryBackoffSeconds"] == 10 and spec["cancel"] is False
-
-
-@pytest.mark.parametrize(
-    ("spec", "fragment"),
-    [
-        ({**GOOD_TASK, "priority": 11}, "maximum"),
-        ({**GOOD_TASK, "displayName": ""}, "non-empty"),
-        ({**GOOD_TASK, "queue": "Not_A_Label"}, "match"),
-        ({**GOOD_TASK, "runtime": "vm"}, "not one of"),
-        ({**GOOD_TASK, "maxRetries": 21}, "maximum"),
-        ({**GOOD_TASK, "resources": {"gpus": -1}}, "minimum"),
-        ({**GOOD_TASK, "resources": {"memory": "lots"}}, "match"),
-        ({**GOOD_TASK, "dependsOn": ["UPPER"]}, "match"),
-        ({**GOOD_TASK, "dependsOn": [f"t{i}" for i in range(65)]}, "too long"),
-        ({**GOOD_TASK, "scheduledAt": 5}, "not of type"),
-        ({**GOOD_TASK, "scheduledAt": "tomorrow"}, "date-time"),
-        ({"image": "x", "script": {"language": "python", "content": "print(1)"}}, "exactly one"),
-        ({"displayName": "nothing to run"}, "exactly one"),
-        ({"script": {"language": "ruby", "content": "puts 1"}}, "not one of"),
-        ({**GOOD_TASK, "resources": {"gpuType": "A100"}}, "gpuType requires"),
-        ({**GOOD_TASK, "tolerations": [{"operator": "Maybe"}]}, "not one of"),
-    ],
-)
-def test_bad_tasks_are_rejected(spec: dict[str, Any], fragment: str) -> None:
-    errors = kt.crd_errors(_task(**spec))
-    assert errors, spec
-    assert any(fragment in e for e in errors), errors
-
-
-def test_any_json_values_accepted_where_free_form() -> None:
-    task = _task(
-        image="python:3.12-slim",
-        args=[1, "two", {"three": 3}, [4], None, True],
-        kwargs={"a": {"b": [1, 2]}},
-        metadata={"team": "ml"},
-        resources={"gpus": 2, "gpuType": "A100", "cpu": 4, "memory": "16Gi"},
-    )
-    task["status"] = {"phase": "Succeeded", "result": "plain string", "gpuSeconds": 12.5}
-    assert kt.crd_errors(task) == []
-    task["status"]["result"] = [1, {"x": None}]
-    assert kt.crd_errors(task) == []
-
-
-@pytest.mark.parametrize(
-    ("old", "new", "ok"),
-    [
-        ({"user": "alice"}, {"user": "alice", "priority": 9}, True),
-        ({}, {"user": "alice"}, True),
-        ({"user": "alice"}, {"user": "bob"}, False),
-        ({"user": "alice"}, {}, False),
-        ({"resources": {"gpus": 1}}, {"resources": {"gpus": 2}}, False),
-        ({"dependsOn": ["a"]}, {"dependsOn": ["a", "b"]}, False),
-        ({"runtime": "job"}, {"runtime": "pod"}, False),
-        ({}, {"cancel": True}, True),
-    ],
-)
-def test_transition_rules(old: dict[str, Any], new: dict[str, Any], ok: bool) -> None:
-    errors = kt.crd_errors(_task(**GOOD_TASK, **new), old=_task(**GOOD_TASK, **old))
-    assert (errors == []) is ok, errors
-
-
-def test_image_cannot_be_swapped_for_script() -> None:
-    new = _task(script={"language": "bash", "content": "echo"})
-    assert kt.crd_errors(new, old=_task(**GOOD_TASK))
-
-
-def test_tenant_examples() -> None:
-    tenant = {
-        "apiVersion": "kubetask.io/v1alpha1",
-        "kind": "Tenant",
-        "metadata": {"name": "alice"},
-        "spec": {
-            "apiKeys": [{"name": "alice-api-key"}],
-            "subjects": [{"kind": "ServiceAccount", "name": "ci", "namespace": "ci"}],
-            "limits": {"maxRunning": 4, "gpuQuota": 8, "memoryQuota": "64Gi", "monthlyGpuHours": 100.5},
-        },
-        "status": {"running": 1, "month": "2025-08", "usage": [{"month": "2025-08", "gpuSeconds": 3.0}]},
-    }
-    assert kt.crd_errors(tenant) == []
-    defaulted = kt.apply_defaults(kt.crd_schema("Tenant"), tenant)
-    assert defaulted["spec"]["limits"]["maxPending"] == 50
-    assert defaulted["spec"]["apiKeys"][0]["key"] == "sha256"
-    models.TenantSpec.model_validate(defaulted["spec"])
-    bad = yaml.safe_load(yaml.safe_dump(tenant))
-    bad["spec"]["subjects"] = [{"kind": "ServiceAccount", "name": "ci"}]
-    assert any("namespace" in e for e in kt.crd_errors(bad))
-    bad["spec"]["subjects"] = [{"kind": "Robot", "name": "r"}]
-    assert kt.crd_errors(bad)
-    bad["spec"] = {"role": "root"}
-    assert kt.crd_errors(bad)
-
-
 # --------------------------------------------------------------------------- examples
 
 
@@ -375,15 +286,18 @@ def test_examples_exist() -> None:
 
 
 @pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.name)
-def test_example_validates(path: Path) -> None:
+def test_example_parses(path: Path) -> None:
+    """Each example is a Task the models read (the apiserver's verdict: tests/component/deploy)."""
     docs = kt.load_all(path.read_text())
     assert docs
     for doc in docs:
+        assert doc["apiVersion"] == f"{kt.GROUP}/v1alpha1"
         assert doc["kind"] == "Task"
-        assert kt.crd_errors(doc) == [], f"{path.name}: {doc['metadata']['name']}"
-        spec = kt.apply_defaults(kt.crd_schema("Task"), doc)["spec"]
-        parsed = models.TaskSpec.model_validate(spec)
-        assert parsed.to_k8s()["priority"] == spec["priority"]
+        assert re.fullmatch(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?", doc["metadata"]["name"])
+        assert "namespace" not in doc["metadata"], "examples go in the tenant's namespace (kubectl -n)"
+        parsed = models.TaskSpec.model_validate(doc["spec"])
+        assert parsed.to_k8s()["priority"] == doc["spec"].get("priority", models.DEFAULT_PRIORITY)
+        assert sum(k in doc["spec"] for k in ("template", "image", "script")) == 1, doc["metadata"]["name"]
 
 
 def test_dependency_chain_refers_to_its_own_tasks() -> None:
@@ -391,3 +305,4 @@ def test_dependency_chain_refers_to_its_own_tasks() -> None:
     names = {d["metadata"]["name"] for d in docs}
     deps = {dep for d in docs for dep in d["spec"].get("dependsOn", [])}
     assert len(docs) >= 3 and deps and deps <= names
+

@@ -1,38 +1,28 @@
 """Fixtures for the REST facade's component tests (see kt_api_support for the pieces).
 
-The simulated cluster (``sim_cluster`` from ``tests/component/conftest.py``) with the CRDs and
-built-in templates applied, the tenants alice, bob (users) and root (admin), the real operator
-(when ``kubetask.operator.runner`` is available) and the real API served over HTTP in a thread;
-httpx clients for each tenant.
+The session's real control plane (``local_cluster``) with the tenants alice, bob (users) and root
+(admin), the real API served over HTTP in a thread and, for ``stack``, the real operator; httpx
+clients for each tenant. Both stacks are module-scoped (starting them per test costs seconds on a
+real cluster): tests create their own tasks and must not depend on others' counts. A module uses
+one of the two, never both: the operator of ``stack`` would act on the tasks of ``shared``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
-from kt_api_support import ADMIN_KEY, ALICE_KEY, BOB_KEY, Stack, _start_stack
+from kt_api_support import ADMIN_KEY, ALICE_KEY, BOB_KEY, ROOMY, Stack, _start_stack
 
-from kubetask.sim import SimCluster
-
-ROOMY = {"maxPending": 100000, "requestsPerMinute": 1000000}
+from kubetask.cluster import LocalCluster
 
 
 @pytest.fixture(scope="module")
-def shared(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    """One sim + API (no operator) per test module; alice and bob have roomy limits.
-
-    Tests on it create their own tasks and must not depend on others' counts.
-    """
-    cluster = SimCluster(nodes=SimCluster.dev_nodes())
-    cluster.start()
-    try:
-        yield from _start_stack(cluster, tmp_path_factory.mktemp("shared"), with_operator=False,
-                                tenant_limits=ROOMY)
-    finally:
-        cluster.stop()
+def shared(local_cluster: LocalCluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    """The API (no operator: tests play it by writing task status) per test module; roomy limits."""
+    yield from _start_stack(local_cluster, tmp_path_factory.mktemp("shared"), with_operator=False,
+                            tenant_limits=ROOMY)
 
 
 @pytest.fixture
@@ -56,16 +46,11 @@ def root(shared: Stack) -> Iterator[httpx.Client]:
         yield client
 
 
-@pytest.fixture
-def stack(sim_cluster: SimCluster, tmp_path: Path) -> Iterator[Stack]:
-    """Sim + operator (if available) + API."""
-    yield from _start_stack(sim_cluster, tmp_path, with_operator=True)
-
-
-@pytest.fixture
-def api_only(sim_cluster: SimCluster, tmp_path: Path) -> Iterator[Stack]:
-    """Sim + API, no operator: tasks stay where the API put them (deterministic for shape tests)."""
-    yield from _start_stack(sim_cluster, tmp_path, with_operator=False)
+@pytest.fixture(scope="module")
+def stack(local_cluster: LocalCluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    """The real operator + the API per test module; roomy limits."""
+    yield from _start_stack(local_cluster, tmp_path_factory.mktemp("stack"), with_operator=True,
+                            tenant_limits=ROOMY)
 
 
 @pytest.fixture
@@ -91,5 +76,3 @@ def bob(stack: Stack) -> Iterator[httpx.Client]:
 def admin(stack: Stack) -> Iterator[httpx.Client]:
     with stack.client(ADMIN_KEY) as client:
         yield client
-
-

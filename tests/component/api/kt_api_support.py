@@ -1,36 +1,38 @@
 """Support code for the REST facade's component tests (imported by conftest and the tests).
 
-The simulated cluster (``sim_cluster`` from ``tests/component/conftest.py``) with
-the CRDs and built-in templates applied, the tenants alice, bob (users) and root
-(admin), the real operator (unless a test plays the operator itself) and
-the real API served over HTTP in a thread; httpx clients for each tenant.
+The session's real control plane (``local_cluster`` from ``tests/conftest.py``, CRDs and
+built-in templates already installed), the tenants alice, bob (users) and root (admin), the
+real operator (unless a test plays the operator itself) and the real API served over HTTP in
+a thread; httpx clients for each tenant.
+
+The control plane is shared by the whole session, so a stack empties its tenants' namespaces
+before it yields and after, resets the tenants' limits to the ones it was asked for, and (when
+it ran an operator) stops it and removes its webhook configurations.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import httpx
+from kt_support import remove_webhook_configurations, reset_namespaces
 
 from kubetask.api.server import ApiHandle, run_api_in_thread
+from kubetask.cluster import LocalCluster
 from kubetask.kube.bootstrap import ensure_tenant
-from kubetask.kube.client import TASKS, KubeClient
+from kubetask.kube.client import TASKS, TENANTS, KubeClient
 from kubetask.operator.runner import OperatorHandle, run_operator_in_thread
 from kubetask.settings import ApiSettings, GpuSettings, KubeSettings, OperatorSettings
-from kubetask.sim import SimCluster
-
-ROOT = Path(__file__).resolve().parents[3]
-CRDS = sorted((ROOT / "kubetask" / "resources" / "crds").glob("*.yaml")) or sorted((ROOT / "crds").glob("*.yaml"))
-TEMPLATES = sorted((ROOT / "kubetask" / "resources" / "tasktemplates").glob("*.yaml"))
 
 ALICE_KEY = "dev-alice-key"
 BOB_KEY = "dev-bob-key"
 ADMIN_KEY = "dev-admin-key"
 CALLBACK_SECRET = "component-test-callback-secret"
+ROOMY = {"maxPending": 100000, "requestsPerMinute": 1000000}
 
 # A template that seed 003's ``task_name: process_payment`` resolves to (by alias).
 PAYMENTS_TEMPLATE: dict[str, Any] = {
@@ -46,25 +48,35 @@ PAYMENTS_TEMPLATE: dict[str, Any] = {
     },
 }
 
+TenantSpec = tuple[str, str | None, str, dict[str, Any] | None]
+"""``(name, api key, role, limits)``."""
 
-async def _bootstrap(kubeconfig: Path, tenants: list[tuple[str, str, str, dict[str, Any] | None]]) -> None:
+
+async def _bootstrap(kubeconfig: Path, tenants: list[TenantSpec],
+                     subjects: list[Mapping[str, Any]] | None = None) -> None:
+    """Create or update each tenant; its limits become exactly ``limits`` (the cluster outlives the test)."""
     client = await KubeClient.connect(str(kubeconfig))
     try:
         for name, key, role, limits in tenants:
-            await ensure_tenant(client, name, api_key=key, role=role, limits=limits)
+            if await client.get_or_none(TENANTS, name) is not None:
+                await client.patch(TENANTS, name, {"spec": {"limits": None, "subjects": None}})
+            await ensure_tenant(client, name, api_key=key, role=role, limits=limits, subjects=subjects)
     finally:
         await client.close()
 
 
 class Stack:
-    """The running pieces of one component test."""
+    """The running pieces of one component test (or module)."""
 
-    def __init__(self, cluster: SimCluster, kubeconfig: Path, api: ApiHandle, operator: OperatorHandle | None) -> None:
+    def __init__(self, cluster: LocalCluster, kubeconfig: Path, api: ApiHandle, operator: OperatorHandle | None,
+                 namespaces: list[str]) -> None:
         self.cluster = cluster
         self.kubeconfig = kubeconfig
         self.api = api
         self.operator = operator
         self.url = api.url
+        self.namespaces = namespaces
+        """The tenant namespaces emptied at teardown (``add_tenant`` adds to them)."""
 
     def client(self, key: str | None = None, *, prefix: str = "/api/v1", **headers: str) -> httpx.Client:
         all_headers = dict(headers)
@@ -72,14 +84,22 @@ class Stack:
             all_headers["X-API-Key"] = key
         return httpx.Client(base_url=self.url + prefix, headers=all_headers, timeout=30.0)
 
-    def add_tenant(self, name: str, key: str, *, role: str = "user", limits: dict[str, Any] | None = None) -> None:
-        """Create a tenant and wait until the API knows its key."""
-        asyncio.run(_bootstrap(self.kubeconfig, [(name, key, role, limits)]))
-        with self.client(key) as client:
-            self.wait_for(lambda: client.get("/users/me/limits").status_code == 200, timeout=15)
+    def add_tenant(self, name: str, key: str | None, *, role: str = "user", limits: dict[str, Any] | None = None,
+                   subjects: list[Mapping[str, Any]] | None = None) -> None:
+        """Create a tenant (limits exactly ``limits``), empty its namespace and wait until the API knows it."""
+        namespace = f"kubetask-{name}"
+        asyncio.run(_bootstrap(self.kubeconfig, [(name, key, role, limits)], subjects))
+        if namespace not in self.namespaces:
+            self.namespaces.append(namespace)
+        reset_namespaces(self.cluster, [namespace])
+        with self.client(ADMIN_KEY) as root:
+            self.wait_for(lambda: root.get(f"/users/{name}/limits").status_code == 200, timeout=30)
+        if key is not None:
+            with self.client(key) as client:
+                self.wait_for(lambda: client.get("/users/me/limits").status_code == 200, timeout=30)
 
     def kube(self, coro_fn: Callable[[KubeClient], Any]) -> Any:
-        """Run ``await coro_fn(client)`` with an admin KubeClient on the sim."""
+        """Run ``await coro_fn(client)`` with an admin KubeClient on the cluster."""
         async def run() -> Any:
             client = await KubeClient.connect(str(self.kubeconfig))
             try:
@@ -95,7 +115,7 @@ class Stack:
         if client is not None and status.get("phase"):
             want = {"Pending": "pending", "Queued": "queued", "Running": "running", "Succeeded": "completed",
                     "Failed": "failed", "Cancelled": "cancelled"}[status["phase"]]
-            self.wait_for(lambda: client.get(f"/tasks/{task['id']}").json().get("status") == want, timeout=10)
+            self.wait_for(lambda: client.get(f"/tasks/{task['id']}").json().get("status") == want, timeout=30)
 
     def wait_for(self, predicate: Callable[[], Any], timeout: float = 30.0, interval: float = 0.1) -> Any:
         deadline = time.monotonic() + timeout
@@ -108,30 +128,40 @@ class Stack:
         raise AssertionError(f"condition not met within {timeout} s (last: {last!r})")
 
 
-def _start_stack(cluster: SimCluster, tmp_path: Path, *, with_operator: bool,
-                 tenant_limits: dict[str, Any] | None = None) -> Iterator[Stack]:
+TENANT_NAMESPACES = ["kubetask-alice", "kubetask-bob", "kubetask-root"]
+
+
+def _start_stack(cluster: LocalCluster, tmp_path: Path, *, with_operator: bool,
+                 tenant_limits: dict[str, Any] | None = ROOMY) -> Iterator[Stack]:
+    """alice, bob and root on empty namespaces, the API and (``with_operator``) the real operator."""
     kubeconfig = cluster.write_kubeconfig(tmp_path / "kubeconfig")
-    for crd in CRDS:
-        cluster.apply_file(crd)
-    time.sleep(0.2)
-    for template in TEMPLATES:
-        cluster.apply_file(template)
-    cluster.apply_manifest(PAYMENTS_TEMPLATE)
+    cluster.apply(PAYMENTS_TEMPLATE)
     asyncio.run(_bootstrap(kubeconfig, [
         ("alice", ALICE_KEY, "user", tenant_limits),
         ("bob", BOB_KEY, "user", tenant_limits),
         ("root", ADMIN_KEY, "admin", None),
     ]))
-    operator = _start_operator(kubeconfig) if with_operator else None
-    kube = KubeSettings(kubeconfig=str(kubeconfig))
-    settings = ApiSettings(host="127.0.0.1", port=0, callback_secret=CALLBACK_SECRET)
-    api = run_api_in_thread(settings, kube)
+    namespaces = list(TENANT_NAMESPACES)
+    reset_namespaces(cluster, namespaces)
+    operator: OperatorHandle | None = None
+    api: ApiHandle | None = None
     try:
-        yield Stack(cluster, kubeconfig, api, operator)
+        operator = _start_operator(kubeconfig) if with_operator else None
+        api = run_api_in_thread(ApiSettings(host="127.0.0.1", port=0, callback_secret=CALLBACK_SECRET),
+                                KubeSettings(kubeconfig=str(kubeconfig)))
+        stack = Stack(cluster, kubeconfig, api, operator, namespaces)
+        with stack.client(ALICE_KEY) as alice, stack.client(ADMIN_KEY) as root:
+            stack.wait_for(lambda: alice.get("/users/me/limits").status_code == 200
+                           and root.get("/users/me/limits").status_code == 200)
+        yield stack
     finally:
-        api.stop()
-        if operator is not None:
-            operator.stop()
+        if api is not None:
+            api.stop()
+        if with_operator:
+            if operator is not None:
+                operator.stop()
+            remove_webhook_configurations(cluster)
+        reset_namespaces(cluster, namespaces)
 
 
 def _start_operator(kubeconfig: Path) -> OperatorHandle:

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+import uuid
+
 import httpx
 from kt_api_support import Stack, assert_error_body
-
-from kubetask.kube.bootstrap import ensure_tenant
 
 BODY = {"name": "private", "script_content": "print('secret')"}
 
@@ -38,20 +38,37 @@ def test_admin_sees_everyone(a: httpx.Client, b: httpx.Client, root: httpx.Clien
     assert root.get(f"/tasks/{mine}").json()["user_id"] == "alice"
 
 
+def _service_account_token(shared: Stack, namespace: str, name: str) -> str:
+    """A real ServiceAccount token (TokenRequest API): what a pod or ``kubectl create token`` presents."""
+    http = shared.cluster.admin()
+    created = http.post(f"/api/v1/namespaces/{namespace}/serviceaccounts", json={
+        "apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": name}})
+    assert created.status_code in (201, 409), created.text
+    request = http.post(f"/api/v1/namespaces/{namespace}/serviceaccounts/{name}/token", json={
+        "apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest", "spec": {"expirationSeconds": 3600}})
+    assert request.status_code == 201, request.text
+    return str(request.json()["status"]["token"])
+
+
 def test_bearer_kubernetes_token_via_tokenreview(shared: Stack) -> None:
-    shared.cluster.add_token("frank-k8s-token", "frank@example.com", ["devs"])
-    shared.kube(lambda c: ensure_tenant(c, "frank", api_key=None,
-                                        subjects=[{"kind": "User", "name": "frank@example.com"}]))
-    with shared.client(Authorization="Bearer frank-k8s-token") as frank:
+    # frank is the tenant whose subjects name the user the apiserver's TokenReview reports for this token.
+    shared.add_tenant("frank", None, subjects=[{"kind": "User", "name": "system:serviceaccount:kubetask-frank:frank"}])
+    token = _service_account_token(shared, "kubetask-frank", "frank")
+    with shared.client(Authorization=f"Bearer {token}") as frank:
         shared.wait_for(lambda: frank.get("/users/me/limits").status_code == 200, timeout=15)
         assert frank.get("/users/me/limits").json()["user_id"] == "frank"
         created = frank.post("/tasks", json=BODY)
         assert created.status_code == 201 and created.json()["user_id"] == "frank"
     with shared.client(Authorization="Bearer not-a-token") as nobody:
         assert_error_body(nobody.get("/tasks"), 401, "INVALID_CREDENTIALS")
-    shared.cluster.add_token("stranger-token", "stranger@example.com")
-    with shared.client(Authorization="Bearer stranger-token") as stranger:
-        assert_error_body(stranger.get("/tasks"), 401)
+    # A valid token of someone no tenant names.
+    name = f"stranger-{uuid.uuid4().hex[:6]}"
+    try:
+        stranger = _service_account_token(shared, "default", name)
+        with shared.client(Authorization=f"Bearer {stranger}") as stranger_client:
+            assert_error_body(stranger_client.get("/tasks"), 401)
+    finally:
+        shared.cluster.delete("v1", "ServiceAccount", name, "default")
 
 
 def test_api_key_as_bearer(shared: Stack) -> None:

@@ -1,4 +1,8 @@
-"""The SDK (sync and async) and the ``kubetask tasks|templates|queue`` CLI against the real API."""
+"""The SDK (sync and async) and the ``kubetask tasks|templates|queue`` CLI against the real API.
+
+Every test here runs on ``stack`` (the real operator runs): a module uses one stack, and the
+tests that only submit and cancel do not mind the operator.
+"""
 
 from __future__ import annotations
 
@@ -25,7 +29,7 @@ def test_sdk_submit_wait_result(needs_operator: Stack) -> None:
     with KubetaskClient(needs_operator.url, api_key=ALICE_KEY) as kt:
         task = kt.submit(name="sdk", script_content="print(1)", annotations=FAST)
         assert task.status == "pending" and task.id
-        done = kt.wait(task.id, timeout=30, poll_interval=0.1, on_progress=lambda t: seen.append(t.status))
+        done = kt.wait(task.id, timeout=60, poll_interval=0.1, on_progress=lambda t: seen.append(t.status))
         assert done.succeeded and done.completed_at
         assert seen[-1] == "completed" and len(seen) >= 2
         with pytest.raises(ConflictError) as conflict:
@@ -33,8 +37,8 @@ def test_sdk_submit_wait_result(needs_operator: Stack) -> None:
         assert conflict.value.code == "TASK_ALREADY_FINISHED" and conflict.value.request_id
 
 
-def test_sdk_errors_carry_the_body(shared: Stack) -> None:
-    with KubetaskClient(shared.url, api_key=BOB_KEY) as kt:
+def test_sdk_errors_carry_the_body(stack: Stack) -> None:
+    with KubetaskClient(stack.url, api_key=BOB_KEY) as kt:
         with pytest.raises(NotFoundError) as missing:
             kt.get("nope")
         assert missing.value.body["code"] == "TASK_NOT_FOUND"
@@ -50,9 +54,9 @@ def test_sdk_errors_carry_the_body(shared: Stack) -> None:
         assert kt.limits().user_id == "bob"
 
 
-def test_async_sdk(shared: Stack) -> None:
+def test_async_sdk(stack: Stack) -> None:
     async def run() -> None:
-        async with AsyncKubetaskClient(shared.url, api_key=BOB_KEY) as kt:
+        async with AsyncKubetaskClient(stack.url, api_key=BOB_KEY) as kt:
             task = await kt.submit({"template": "ollama-inference",
                                     "parameters": {"model": "llama3.1:8b", "prompt": "hi"}})
             assert (await kt.get(task.id)).template == "ollama-inference"
@@ -62,9 +66,9 @@ def test_async_sdk(shared: Stack) -> None:
     asyncio.run(run())
 
 
-def test_cli_submit_list_get_cancel(shared: Stack, monkeypatch: pytest.MonkeyPatch,
+def test_cli_submit_list_get_cancel(stack: Stack, monkeypatch: pytest.MonkeyPatch,
                                     capsys: pytest.CaptureFixture[str]) -> None:
-    monkeypatch.setenv("KUBETASK_URL", shared.url)
+    monkeypatch.setenv("KUBETASK_URL", stack.url)
     monkeypatch.setenv("KUBETASK_API_KEY", BOB_KEY)
     assert main(["tasks", "submit", "--template", "ollama-inference", "--param", "model=llama3.1:8b",
                  "--param", "prompt=hello", "--priority", "7", "-o", "json"]) == 0
@@ -94,7 +98,7 @@ def test_cli_submit_and_wait_prints_the_result(needs_operator: Stack, monkeypatc
     monkeypatch.setenv("KUBETASK_URL", needs_operator.url)
     code = main(["tasks", "submit", "--api-key", ALICE_KEY, "--name", "cli", "--image", "busybox",
                  "--command", "echo", "hi", "--annotation", "kubetask.dev/sim-duration-seconds=0.3",
-                 "--wait", "--interval", "0.1", "--timeout-wait", "30"])
+                 "--wait", "--interval", "0.1", "--timeout-wait", "60"])
     captured = capsys.readouterr()
     assert code == 0, captured.err
     assert "pending" in captured.err or "running" in captured.err or "completed" in captured.err

@@ -1,15 +1,14 @@
 """Seed 003 (Distributed Task Queue): Workers API, Search & Filtering, Monitoring and Resilience APIs.
 
-Real API over HTTP against the simulated cluster (no operator: the tests play the operator by writing
-task status).  Workers are the sim's nodes (gpu-node-1/A100, gpu-node-2/H100, cpu-node-1) plus the
-ones registered here.
+Real API over HTTP against the session's local control plane (no operator: the tests play the operator
+by writing task status).  Workers are the kwok nodes (gpu-a100-1/A100, gpu-h100-1/H100, both 8 GPUs, and
+cpu-1) plus the ones registered here (deleted again: the control plane outlives this module).
 """
 
 from __future__ import annotations
 
 import csv
 import io
-import time
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -18,15 +17,13 @@ from typing import Any
 
 import httpx
 import pytest
-from kt_api_support import Stack, _start_stack, assert_error_body
+from kt_api_support import ROOMY, Stack, assert_error_body
 
 import kubetask.api.server as api_server
 from kubetask.core.insights import CSV_COLUMNS, alert_id
 from kubetask.kube.client import CONFIGMAPS, NODES, PODS, TASKS, TENANTS, KubeClient
 from kubetask.settings import ApiSettings, KubeSettings
-from kubetask.sim import SimCluster
 
-ROOMY = {"maxPending": 100000, "requestsPerMinute": 1000000}
 SCRIPT = {"script_content": "print('hi')", "script_type": "python"}
 WORKER_KEYS = {"worker_id", "hostname", "status", "capacity", "current_load", "current_tasks", "last_heartbeat",
                "is_draining"}
@@ -35,15 +32,13 @@ WORKER_KEYS = {"worker_id", "hostname", "status", "capacity", "current_load", "c
 # --------------------------------------------------------------------------- stack
 
 
-@pytest.fixture(scope="module")
-def shared(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    """Overrides conftest's ``shared``: no operator (tests write task status), roomy tenant limits."""
-    cluster = SimCluster(nodes=SimCluster.dev_nodes())
-    cluster.start()
-    try:
-        yield from _start_stack(cluster, tmp_path_factory.mktemp("ops"), with_operator=False, tenant_limits=ROOMY)
-    finally:
-        cluster.stop()
+@pytest.fixture
+def nodes(shared: Stack) -> Iterator[list[str]]:
+    """Names of Nodes a test registers; deleted afterwards (other tests share the control plane)."""
+    names: list[str] = []
+    yield names
+    for name in names:
+        shared.cluster.delete("v1", "Node", name)
 
 
 @pytest.fixture
@@ -97,10 +92,10 @@ def _running(shared: Stack, client: httpx.Client, task: dict[str, Any], *, node:
 
 def test_every_endpoint_requires_auth(anon: httpx.Client) -> None:
     for method, path in (
-        ("GET", "/workers"), ("GET", "/workers/gpu-node-1"), ("GET", "/workers/gpu-node-1/status"),
-        ("POST", "/workers?hostname=x"), ("PATCH", "/workers/gpu-node-1/pause"),
-        ("PATCH", "/workers/gpu-node-1/resume"), ("POST", "/workers/gpu-node-1/drain"),
-        ("PATCH", "/workers/gpu-node-1/capacity"), ("GET", "/search/tasks"), ("GET", "/search/presets"),
+        ("GET", "/workers"), ("GET", "/workers/gpu-a100-1"), ("GET", "/workers/gpu-a100-1/status"),
+        ("POST", "/workers?hostname=x"), ("PATCH", "/workers/gpu-a100-1/pause"),
+        ("PATCH", "/workers/gpu-a100-1/resume"), ("POST", "/workers/gpu-a100-1/drain"),
+        ("PATCH", "/workers/gpu-a100-1/capacity"), ("GET", "/search/tasks"), ("GET", "/search/presets"),
         ("GET", "/search/presets/failed_today"), ("GET", "/search/tasks/export/csv"), ("GET", "/dashboard/stats"),
         ("GET", "/dashboard/workers"), ("GET", "/analytics/trends"), ("GET", "/alerts"),
         ("POST", "/alerts/alert-x/acknowledge"), ("GET", "/resilience/summary"),
@@ -117,37 +112,38 @@ def test_list_workers_are_the_nodes(a: httpx.Client) -> None:
     assert response.status_code == 200, response.text
     body = response.json()
     by_id = {w["worker_id"]: w for w in body["workers"]}
-    assert {"gpu-node-1", "gpu-node-2", "cpu-node-1"} <= set(by_id)
+    assert {"gpu-a100-1", "gpu-h100-1", "cpu-1"} <= set(by_id)
     assert body["total"] == len(body["workers"])
-    gpu1 = by_id["gpu-node-1"]
+    gpu1 = by_id["gpu-a100-1"]
     assert set(gpu1) >= WORKER_KEYS
-    assert gpu1["hostname"] == "gpu-node-1"
-    assert gpu1["gpus"] == 4 and gpu1["gpu_type"] == "A100"
+    assert gpu1["hostname"] == "gpu-a100-1"
+    assert gpu1["gpus"] == 8 and gpu1["gpu_type"] == "A100"
     assert gpu1["labels"]["nvidia.com/gpu.present"] == "true"
-    assert by_id["cpu-node-1"]["gpus"] == 0
-    assert by_id["gpu-node-2"]["gpu_type"] == "H100"
+    assert by_id["cpu-1"]["gpus"] == 0
+    assert by_id["gpu-h100-1"]["gpu_type"] == "H100"
     offline = a.get("/workers", params={"status": "offline"}).json()
     assert all(w["status"] == "OFFLINE" for w in offline["workers"])
     assert_error_body(a.get("/workers", params={"status": "sleepy"}), 422, "VALIDATION_ERROR")
 
 
 def test_worker_status_seed_shape(a: httpx.Client) -> None:
-    response = a.get("/workers/gpu-node-2/status")
+    response = a.get("/workers/gpu-h100-1/status")
     assert response.status_code == 200, response.text
     body = response.json()
     assert set(body) >= WORKER_KEYS
-    assert body["worker_id"] == "gpu-node-2"
+    assert body["worker_id"] == "gpu-h100-1"
     assert body["status"] in ("ACTIVE", "PAUSED", "DRAINING")
     assert isinstance(body["capacity"], int) and body["capacity"] > 0
     assert isinstance(body["current_load"], int) and body["current_tasks"] == body["current_load"]
     assert isinstance(body["is_draining"], bool)
-    assert a.get("/workers/gpu-node-2").json()["worker_id"] == "gpu-node-2"
+    assert a.get("/workers/gpu-h100-1").json()["worker_id"] == "gpu-h100-1"
     assert_error_body(a.get("/workers/no-such-node/status"), 404, "WORKER_NOT_FOUND")
     assert_error_body(a.get("/workers/no-such-node"), 404, "WORKER_NOT_FOUND")
 
 
-def test_register_pause_resume_drain_capacity(shared: Stack, root: httpx.Client) -> None:
+def test_register_pause_resume_drain_capacity(shared: Stack, root: httpx.Client, nodes: list[str]) -> None:
     name = f"compute-{uuid.uuid4().hex[:6]}"
+    nodes.append(name)
     created = root.post("/workers", params={"hostname": name, "capacity": 5})
     assert created.status_code == 201, created.text
     body = created.json()
@@ -189,22 +185,30 @@ def test_register_pause_resume_drain_capacity(shared: Stack, root: httpx.Client)
 
 
 def test_register_existing_node_keeps_it(shared: Stack, root: httpx.Client) -> None:
-    response = root.post("/workers", params={"hostname": "cpu-node-1", "capacity": 7})
-    assert response.status_code == 201, response.text
-    body = response.json()
-    assert body["worker_id"] == "cpu-node-1" and body["capacity"] == 7 and body["registration"] == "existing-node"
-    node = shared.kube(lambda c: c.get(NODES, "cpu-node-1"))
-    assert node["status"]["allocatable"]["cpu"] == "32"  # the real node is patched, not replaced
-    assert node["metadata"]["labels"]["kubetask.io/worker"] == "true"
+    before = shared.kube(lambda c: c.get(NODES, "cpu-1"))["metadata"]
+    try:
+        response = root.post("/workers", params={"hostname": "cpu-1", "capacity": 7})
+        assert response.status_code == 201, response.text
+        body = response.json()
+        assert body["worker_id"] == "cpu-1" and body["capacity"] == 7 and body["registration"] == "existing-node"
+        node = shared.kube(lambda c: c.get(NODES, "cpu-1"))
+        assert node["status"]["allocatable"]["cpu"] == "32"  # the real node is patched, not replaced
+        assert node["metadata"]["labels"]["kubetask.io/worker"] == "true"
+        assert node["metadata"]["annotations"]["kubetask.io/capacity"] == "7"
+    finally:  # the kwok node is the session's: put back what registration added
+        restore = {"metadata": {
+            "labels": {k: before.get("labels", {}).get(k) for k in ("kubetask.io/worker",)},
+            "annotations": {k: (before.get("annotations") or {}).get(k) for k in ("kubetask.io/capacity",)}}}
+        shared.kube(lambda c: c.patch(NODES, "cpu-1", restore))
 
 
 def test_worker_mutations_need_admin_and_valid_input(a: httpx.Client, root: httpx.Client) -> None:
-    for method, path in (("PATCH", "/workers/gpu-node-1/pause"), ("PATCH", "/workers/gpu-node-1/resume"),
-                         ("POST", "/workers/gpu-node-1/drain"), ("POST", "/workers?hostname=w1")):
+    for method, path in (("PATCH", "/workers/gpu-a100-1/pause"), ("PATCH", "/workers/gpu-a100-1/resume"),
+                         ("POST", "/workers/gpu-a100-1/drain"), ("POST", "/workers?hostname=w1")):
         body = assert_error_body(a.request(method, path), 403, "FORBIDDEN")
         assert "admin" in body["detail"]
-    assert_error_body(a.patch("/workers/gpu-node-1/capacity", json={"capacity": 3}), 403)
-    assert a.get("/workers/gpu-node-1/status").json()["status"] == "ACTIVE"  # nothing changed
+    assert_error_body(a.patch("/workers/gpu-a100-1/capacity", json={"capacity": 3}), 403)
+    assert a.get("/workers/gpu-a100-1/status").json()["status"] == "ACTIVE"  # nothing changed
 
     assert_error_body(root.patch("/workers/nope/pause"), 404, "WORKER_NOT_FOUND")
     assert_error_body(root.post("/workers/nope/drain"), 404, "WORKER_NOT_FOUND")
@@ -215,21 +219,21 @@ def test_worker_mutations_need_admin_and_valid_input(a: httpx.Client, root: http
     assert bad["field"] == "hostname"
     zero = assert_error_body(root.post("/workers", params={"hostname": "w-ok", "capacity": 0}), 422)
     assert zero["field"] == "capacity"
-    body = assert_error_body(root.patch("/workers/gpu-node-1/capacity", json={"capacity": -1}), 422)
+    body = assert_error_body(root.patch("/workers/gpu-a100-1/capacity", json={"capacity": -1}), 422)
     assert body["field"] == "capacity"
-    body = assert_error_body(root.patch("/workers/gpu-node-1/capacity", json={}), 422)
+    body = assert_error_body(root.patch("/workers/gpu-a100-1/capacity", json={}), 422)
     assert body["field"] == "capacity"
 
 
 def test_load_and_usage_come_from_task_pods(shared: Stack, a: httpx.Client) -> None:
-    """A running kubetask pod on gpu-node-1 (2 GPUs, 8 CPUs) shows as load, GPUs and CPU usage."""
+    """A running kubetask pod on gpu-a100-1 (2 GPUs, 8 CPUs) shows as load, GPUs and CPU usage."""
     pod_name = f"load-{uuid.uuid4().hex[:6]}"
     pod = {
         "apiVersion": "v1", "kind": "Pod",
         "metadata": {"name": pod_name, "namespace": "default",
                      "labels": {"kubetask.io/task": "someone-elses-task"},
                      "annotations": {"kubetask.dev/sim-duration-seconds": "3600"}},
-        "spec": {"nodeName": "gpu-node-1", "restartPolicy": "Never",
+        "spec": {"nodeName": "gpu-a100-1", "restartPolicy": "Never",
                  "tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}],
                  "containers": [{"name": "main", "image": "busybox", "resources": {
                      "requests": {"cpu": "8", "memory": "64Gi", "nvidia.com/gpu": "2"},
@@ -238,7 +242,7 @@ def test_load_and_usage_come_from_task_pods(shared: Stack, a: httpx.Client) -> N
     before = a.get("/dashboard/stats").json()
     shared.kube(lambda c: c.create(PODS, pod, "default"))
     try:
-        worker = shared.wait_for(lambda: (w := a.get("/workers/gpu-node-1").json())["current_load"] >= 1 and w)
+        worker = shared.wait_for(lambda: (w := a.get("/workers/gpu-a100-1").json())["current_load"] >= 1 and w)
         assert worker["gpus_allocated"] >= 2 and worker["current_tasks"] >= 1
         assert worker["tasks"] == []  # another namespace's task id is not shown to alice
         assert 0 < worker["capacity_utilization"] <= 1
@@ -246,10 +250,12 @@ def test_load_and_usage_come_from_task_pods(shared: Stack, a: httpx.Client) -> N
         assert stats["cpu_usage_percent"] > before["cpu_usage_percent"]
         assert stats["memory_usage_percent"] > before["memory_usage_percent"]
         assert stats["gpus_allocated"] >= before["gpus_allocated"] + 2
-        assert stats["gpus_total"] >= 8
+        assert stats["gpus_total"] >= 16  # the two 8-GPU kwok nodes
         assert stats["gpu_utilization_percent"] == round(100 * stats["gpus_allocated"] / stats["gpus_total"], 1)
-    finally:
-        shared.kube(lambda c: c.delete(PODS, pod_name, "default"))
+    finally:  # at once, and gone before the next test: it holds 2 GPUs of the session's node
+        shared.cluster.admin().delete(f"/api/v1/namespaces/default/pods/{pod_name}",
+                                      params={"gracePeriodSeconds": "0"})
+        shared.wait_for(lambda: shared.cluster.get("v1", "Pod", pod_name, "default") is None)
 
 
 # --------------------------------------------------------------------------- search
@@ -261,10 +267,10 @@ def test_search_filters_and_envelope(shared: Stack, a: httpx.Client, b: httpx.Cl
     failed = _create(a, name=f"payment {token} one", priority=8, tags=["billing"])
     done = _create(a, name=f"payment {token} two", priority=3)
     other = _create(a, name=f"report {token}", priority=8)
-    _finished(shared, a, failed, phase="Failed", node="gpu-node-2", created=now - timedelta(minutes=5),
+    _finished(shared, a, failed, phase="Failed", node="gpu-h100-1", created=now - timedelta(minutes=5),
               started=now - timedelta(minutes=4), done=now - timedelta(minutes=1), reason="DeadlineExceeded",
               exit_code=1)
-    _finished(shared, a, done, phase="Succeeded", node="gpu-node-1", created=now - timedelta(minutes=5),
+    _finished(shared, a, done, phase="Succeeded", node="gpu-a100-1", created=now - timedelta(minutes=5),
               started=now - timedelta(minutes=4), done=now - timedelta(minutes=2))
 
     response = a.get("/search/tasks", params={"status": "FAILED", "created_after": "2020-01-24",
@@ -283,7 +289,7 @@ def test_search_filters_and_envelope(shared: Stack, a: httpx.Client, b: httpx.Cl
     assert [t["task_id"] for t in by_name["tasks"]] == [done["id"]]
     wildcard = a.get("/search/tasks", params={"task_name": f"payment {token}*"}).json()
     assert wildcard["total"] == 2
-    on_node = a.get("/search/tasks", params={"worker_id": "gpu-node-2", "search": token}).json()
+    on_node = a.get("/search/tasks", params={"worker_id": "gpu-h100-1", "search": token}).json()
     assert [t["task_id"] for t in on_node["tasks"]] == [failed["id"]]
     future = _iso(now + timedelta(days=1))
     assert a.get("/search/tasks", params={"search": token, "created_after": future}).json()["total"] == 0
@@ -315,9 +321,9 @@ def test_presets_list_and_apply(shared: Stack, a: httpx.Client) -> None:
     fresh = _create(a, name="fresh one")
     urgent = _create(a, name="urgent one", priority=9)
     failed = _create(a, name="failed one")
-    _running(shared, a, stuck, node="gpu-node-1", started=now - timedelta(hours=2))
-    _running(shared, a, fresh, node="gpu-node-1", started=now - timedelta(minutes=2))
-    _finished(shared, a, failed, phase="Failed", node="gpu-node-1", created=now - timedelta(hours=3),
+    _running(shared, a, stuck, node="gpu-a100-1", started=now - timedelta(hours=2))
+    _running(shared, a, fresh, node="gpu-a100-1", started=now - timedelta(minutes=2))
+    _finished(shared, a, failed, phase="Failed", node="gpu-a100-1", created=now - timedelta(hours=3),
               started=now - timedelta(hours=2), done=now - timedelta(hours=1), reason="OOMKilled", exit_code=137)
 
     def ids(name: str) -> set[str]:
@@ -369,11 +375,11 @@ def test_dashboard_stats(shared: Stack) -> None:
     with _tenant(shared, "dora") as dora:
         now = datetime.now(UTC)
         tasks = [_create(dora, name=f"d{i}") for i in range(5)]
-        _finished(shared, dora, tasks[0], phase="Succeeded", node="gpu-node-1", created=now, started=now,
+        _finished(shared, dora, tasks[0], phase="Succeeded", node="gpu-a100-1", created=now, started=now,
                   done=now)
-        _finished(shared, dora, tasks[1], phase="Failed", node="gpu-node-1", created=now, started=now, done=now,
+        _finished(shared, dora, tasks[1], phase="Failed", node="gpu-a100-1", created=now, started=now, done=now,
                   reason="Error", exit_code=1)
-        _running(shared, dora, tasks[2], node="gpu-node-1", started=now)
+        _running(shared, dora, tasks[2], node="gpu-a100-1", started=now)
         response = dora.get("/dashboard/stats")
         assert response.status_code == 200, response.text
         body = response.json()
@@ -388,10 +394,11 @@ def test_dashboard_stats(shared: Stack) -> None:
         assert body["scope"] == "dora"
 
 
-def test_dashboard_worker_grid(shared: Stack, root: httpx.Client) -> None:
+def test_dashboard_worker_grid(shared: Stack, root: httpx.Client, nodes: list[str]) -> None:
     node = f"grid-{uuid.uuid4().hex[:6]}"
+    nodes.append(node)
     assert root.post("/workers", params={"hostname": node, "capacity": 4}).status_code == 201
-    with _tenant(shared, "gina") as gina:
+    with _tenant(shared, "gwen") as gina:
         now = datetime.now(UTC)
         ok, bad = _create(gina, name="ok"), _create(gina, name="bad")
         _finished(shared, gina, ok, phase="Succeeded", node=node, created=now - timedelta(minutes=9),
@@ -401,7 +408,7 @@ def test_dashboard_worker_grid(shared: Stack, root: httpx.Client) -> None:
         response = gina.get("/dashboard/workers")
         assert response.status_code == 200, response.text
         rows = {w["worker_id"]: w for w in response.json()["workers"]}
-        assert {"gpu-node-1", "gpu-node-2", "cpu-node-1", node} <= set(rows)
+        assert {"gpu-a100-1", "gpu-h100-1", "cpu-1", node} <= set(rows)
         row = rows[node]
         for key in ("worker_id", "hostname", "status", "uptime_seconds", "task_rate", "error_rate",
                     "capacity_utilization"):
@@ -409,7 +416,7 @@ def test_dashboard_worker_grid(shared: Stack, root: httpx.Client) -> None:
         assert row["status"] == "ACTIVE" and row["hostname"] == node
         assert row["task_rate"] == 2.0 and row["error_rate"] == 50.0 and row["capacity_utilization"] == 0.0
         assert 0 <= row["uptime_seconds"] < 600
-        assert rows["gpu-node-2"]["uptime_seconds"] >= 0
+        assert rows["gpu-h100-1"]["uptime_seconds"] >= 0
 
 
 # --------------------------------------------------------------------------- analytics
@@ -421,7 +428,7 @@ def test_trends(shared: Stack) -> None:
         t = [_create(tina, name=f"t{i}") for i in range(5)]
         for task, phase, reason in ((t[0], "Succeeded", None), (t[1], "Succeeded", None),
                                     (t[2], "Failed", "DeadlineExceeded"), (t[3], "Failed", "OOMKilled")):
-            _finished(shared, tina, task, phase=phase, node="gpu-node-1", created=now - timedelta(seconds=130),
+            _finished(shared, tina, task, phase=phase, node="gpu-a100-1", created=now - timedelta(seconds=130),
                       started=now - timedelta(seconds=120), done=now - timedelta(seconds=60), reason=reason,
                       exit_code=0 if phase == "Succeeded" else 1)
         response = tina.get("/analytics/trends", params={"hours": 24, "interval": "hourly"})
@@ -451,7 +458,7 @@ def test_alerts_stuck_task_and_acknowledge(shared: Stack) -> None:
     with _tenant(shared, "sam") as sam:
         task = _create(sam, name="long runner")
         started = datetime.now(UTC) - timedelta(hours=2)
-        _running(shared, sam, task, node="gpu-node-1", started=started)
+        _running(shared, sam, task, node="gpu-a100-1", started=started)
         response = sam.get("/alerts")
         assert response.status_code == 200, response.text
         alerts = response.json()["alerts"]
@@ -483,7 +490,7 @@ def test_alerts_failure_rate_and_quota(shared: Stack) -> None:
         now = datetime.now(UTC)
         for i in range(5):
             task = _create(fay, name=f"f{i}")
-            _finished(shared, fay, task, phase="Failed" if i < 2 else "Succeeded", node="gpu-node-2",
+            _finished(shared, fay, task, phase="Failed" if i < 2 else "Succeeded", node="gpu-h100-1",
                       created=now - timedelta(minutes=10), started=now - timedelta(minutes=9),
                       done=now - timedelta(minutes=5), exit_code=1 if i < 2 else 0)
         month = now.strftime("%Y-%m")
@@ -504,8 +511,9 @@ def test_alerts_failure_rate_and_quota(shared: Stack) -> None:
         assert next(iter(found)) == "QUOTA_EXHAUSTED"  # most severe first
 
 
-def test_worker_offline_alert(shared: Stack, root: httpx.Client) -> None:
+def test_worker_offline_alert(shared: Stack, root: httpx.Client, nodes: list[str]) -> None:
     node = f"flaky-{uuid.uuid4().hex[:6]}"
+    nodes.append(node)
     assert root.post("/workers", params={"hostname": node}).status_code == 201
     stamp = _iso(datetime.now(UTC))
     not_ready = {"status": {"conditions": [{"type": "Ready", "status": "False", "reason": "KubeletNotReady",
@@ -522,7 +530,15 @@ def test_worker_offline_alert(shared: Stack, root: httpx.Client) -> None:
 # --------------------------------------------------------------------------- resilience
 
 
-def test_resilience_summary_and_degradation(shared: Stack, a: httpx.Client, root: httpx.Client) -> None:
+@pytest.fixture
+def degradations(shared: Stack) -> Iterator[None]:
+    """The degradation marks live in a ConfigMap of ``default``: removed again (the cluster is the session's)."""
+    yield
+    shared.cluster.delete("v1", "ConfigMap", "kubetask-degradations", "default")
+
+
+def test_resilience_summary_and_degradation(shared: Stack, a: httpx.Client, root: httpx.Client,
+                                            degradations: None) -> None:
     response = a.get("/resilience/summary")
     assert response.status_code == 200, response.text
     body = response.json()
@@ -550,9 +566,9 @@ def test_resilience_summary_and_degradation(shared: Stack, a: httpx.Client, root
     assert degradation["degraded_services_count"] == len(degradation["services"])
     config_map = shared.kube(lambda c: c.get(CONFIGMAPS, "kubetask-degradations", "default"))
     assert "database" in config_map["data"]
-    time.sleep(1.5)
-    degradation = a.get("/resilience/summary").json()["degradation"]
-    assert "cache" not in degradation["services"] and "database" in degradation["services"]
+    degradation = shared.wait_for(lambda: "cache" not in (d := a.get("/resilience/summary").json()["degradation"])
+                                  ["services"] and d)  # the 1-second mark expires, the 300-second one stays
+    assert "database" in degradation["services"]
 
     for payload, field in (({"strategy": "x"}, "service_name"), ({**mark, "duration_seconds": 0}, "duration_seconds"),
                            ({**mark, "service_name": "bad name!"}, "service_name")):
@@ -564,7 +580,7 @@ def test_acknowledgement_survives_a_restart(shared: Stack, tmp_path: Path) -> No
     """Acks live in a ConfigMap: a second API instance on the same cluster sees them."""
     with _tenant(shared, "ray") as ray:
         task = _create(ray, name="forever")
-        _running(shared, ray, task, node="gpu-node-2", started=datetime.now(UTC) - timedelta(hours=3))
+        _running(shared, ray, task, node="gpu-h100-1", started=datetime.now(UTC) - timedelta(hours=3))
         alert = next(x for x in ray.get("/alerts").json()["alerts"] if x["type"] == "STUCK_TASK")
         assert ray.post(f"/alerts/{alert['alert_id']}/acknowledge").status_code == 200
         key = ray.headers["X-API-Key"]

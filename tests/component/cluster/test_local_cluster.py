@@ -10,12 +10,23 @@ from __future__ import annotations
 import json
 import time
 import uuid
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from kt_support import KubectlRunner
+from kt_support import KubectlRunner, reset_namespaces
 
 from kubetask.cluster import LocalCluster
+
+NAMESPACE = "cluster-checks"
+
+
+@pytest.fixture(scope="module", autouse=True)
+def checks_namespace(local_cluster: LocalCluster) -> Iterator[str]:
+    """A namespace of this module's own, emptied afterwards: its pods hold GPUs that later tests count on."""
+    local_cluster.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}})
+    yield NAMESPACE
+    reset_namespaces(local_cluster, [NAMESPACE])
 
 
 def _job(name: str, annotations: dict[str, str], *, image: str = "busybox", deadline: int | None = None,
@@ -30,12 +41,12 @@ def _job(name: str, annotations: dict[str, str], *, image: str = "busybox", dead
         pod_spec["nodeSelector"] = {"nvidia.com/gpu.present": "true"}
     if deadline is not None:
         pod_spec["activeDeadlineSeconds"] = deadline
-    return {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": name, "namespace": "default"},
+    return {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": name, "namespace": NAMESPACE},
             "spec": {"backoffLimit": 0, "template": {"metadata": {"annotations": annotations}, "spec": pod_spec}}}
 
 
 def _pod_of(cluster: LocalCluster, job: str) -> dict[str, Any] | None:
-    pods = cluster.list("v1", "Pod", "default", label_selector=f"job-name={job}")
+    pods = cluster.list("v1", "Pod", NAMESPACE, label_selector=f"job-name={job}")
     return pods[0] if pods else None
 
 
@@ -92,7 +103,7 @@ def test_annotations_steer_run_time_exit_and_termination_message(local_cluster: 
     finished = time.mktime(time.strptime(terminated["finishedAt"][:19], "%Y-%m-%dT%H:%M:%S"))
     assert finished - started >= 1, terminated
     deadline = time.monotonic() + 20
-    while (local_cluster.get("batch/v1", "Job", name, "default") or {}).get("status", {}).get("succeeded") != 1:
+    while (local_cluster.get("batch/v1", "Job", name, NAMESPACE) or {}).get("status", {}).get("succeeded") != 1:
         assert time.monotonic() < deadline, "the Job controller never counted the succeeded pod"
         time.sleep(0.1)
 
@@ -140,12 +151,12 @@ def test_logs_come_from_the_annotation_through_the_apiserver(local_cluster: Loca
     local_cluster.apply(_job(name, {"kubetask.dev/sim-duration-seconds": "1", "kubetask.dev/sim-logs": "hello\nworld"},
                              gpus=0))
     pod = _wait_pod(local_cluster, name, lambda p: p["status"].get("phase") in ("Running", "Succeeded"))
-    assert kubectl("-n", "default", "logs", pod["metadata"]["name"]).stdout == "hello\nworld\n"
-    assert kubectl("-n", "default", "logs", "--tail=1", pod["metadata"]["name"]).stdout == "world\n"
-    stamped = kubectl("-n", "default", "logs", "--timestamps", pod["metadata"]["name"]).stdout.splitlines()
+    assert kubectl("-n", NAMESPACE, "logs", pod["metadata"]["name"]).stdout == "hello\nworld\n"
+    assert kubectl("-n", NAMESPACE, "logs", "--tail=1", pod["metadata"]["name"]).stdout == "world\n"
+    stamped = kubectl("-n", NAMESPACE, "logs", "--timestamps", pod["metadata"]["name"]).stdout.splitlines()
     assert [line.split(" ", 1)[1] for line in stamped] == ["hello", "world"]
     # follow holds the stream until the container ends
-    followed = kubectl("-n", "default", "logs", "-f", pod["metadata"]["name"], timeout=30).stdout
+    followed = kubectl("-n", NAMESPACE, "logs", "-f", pod["metadata"]["name"], timeout=30).stdout
     assert followed == "hello\nworld\n"
     assert _pod_of(local_cluster, name)["status"]["phase"] == "Succeeded"  # type: ignore[index]
 
@@ -154,10 +165,10 @@ def test_deleting_a_running_job_terminates_its_pod(local_cluster: LocalCluster) 
     name = f"del-{uuid.uuid4().hex[:6]}"
     local_cluster.apply(_job(name, {"kubetask.dev/sim-duration-seconds": "60"}))
     pod = _wait_pod(local_cluster, name, lambda p: p["status"].get("phase") == "Running")
-    response = local_cluster.admin().delete(f"/apis/batch/v1/namespaces/default/jobs/{name}",
+    response = local_cluster.admin().delete(f"/apis/batch/v1/namespaces/{NAMESPACE}/jobs/{name}",
                                             params={"propagationPolicy": "Foreground"})
     assert response.status_code == 200, response.text
     deadline = time.monotonic() + 30
-    while local_cluster.get("v1", "Pod", pod["metadata"]["name"], "default") is not None:
+    while local_cluster.get("v1", "Pod", pod["metadata"]["name"], NAMESPACE) is not None:
         assert time.monotonic() < deadline, "the pod of a deleted job was never removed"
         time.sleep(0.1)

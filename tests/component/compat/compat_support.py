@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import re
-import shutil
+import signal
 import socket
 import subprocess
+import sys
 import time
 from datetime import datetime
 from pathlib import Path
@@ -16,6 +16,7 @@ from typing import Any
 
 import httpx
 import pytest
+from kt_support import find_tool
 
 ALICE_KEY = "dev-alice-key"
 BOB_KEY = "dev-bob-key"
@@ -35,17 +36,25 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+REPO = Path(__file__).resolve().parents[3]
+CONTROL_PLANE = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok")
+"""The components ``kubetask dev`` starts (``WORKDIR/pids.json`` names them while it runs)."""
+
+
 def kubectl_binary() -> str:
-    for candidate in (os.environ.get("KUBETASK_KUBECTL"), str(Path.home() / ".cache/kubetask/bin/kubectl"),
-                      shutil.which("kubectl")):
-        if candidate and Path(candidate).exists():
-            return candidate
-    pytest.skip("real kubectl not found (run hack/fetch-tools.sh or set KUBETASK_KUBECTL)")
+    binary = find_tool("kubectl")
+    if binary is None:
+        pytest.fail("real kubectl not found: run `bash hack/fetch-tools.sh` (CI does) or set KUBETASK_KUBECTL")
+    return binary
 
 
 class DevServer:
-    def __init__(self, proc: subprocess.Popen[str], url: str, kubeconfig: Path, log: Path) -> None:
+    """A running ``kubetask dev``: its process, REST URL, kubeconfig, log and state folder."""
+
+    def __init__(self, proc: subprocess.Popen[str], url: str, kubeconfig: Path, log: Path, workdir: Path,
+                 pids: dict[str, int]) -> None:
         self.proc, self.url, self.kubeconfig, self.log = proc, url, kubeconfig, log
+        self.workdir, self.pids = workdir, pids
 
     def client(self, key: str | None, *, prefix: str = "/api/v1", **headers: str) -> httpx.Client:
         all_headers = dict(headers)
@@ -58,6 +67,74 @@ class DevServer:
                               capture_output=True, text=True, timeout=60)
         assert done.returncode == 0, done.stderr
         return json.loads(done.stdout)
+
+    def alive(self) -> dict[str, int]:
+        """The control-plane processes of this run that still exist (a zombie or a reused pid does not count)."""
+        return {name: pid for name, pid in self.pids.items() if _runs_in(pid, self.workdir)}
+
+
+def _runs_in(pid: int, workdir: Path) -> bool:
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+    return str(workdir).encode() in cmdline
+
+
+def start_dev(base: Path, *extra: str, timeout: float = 180) -> DevServer:
+    """``kubetask dev`` on a free port with its ``--workdir`` and kubeconfig under ``base``; returns once
+    the REST API is healthy and the launcher has written every control-plane pid."""
+    workdir = base / "cluster"
+    port = free_port()
+    kubeconfig = base / "kubeconfig.yaml"
+    log = base / "dev.log"
+    with log.open("w") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "kubetask.cli", "dev", "--port", str(port), "--workdir", str(workdir),
+             "--kubeconfig-out", str(kubeconfig), *extra],
+            stdout=out, stderr=subprocess.STDOUT, text=True, cwd=REPO,
+        )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + timeout
+    while True:
+        if proc.poll() is not None:
+            pytest.fail(f"kubetask dev exited early ({proc.returncode}):\n{log.read_text()}")
+        try:
+            if httpx.get(f"{url}/health", timeout=2).status_code == 200:
+                break
+        except httpx.HTTPError:
+            pass
+        if time.monotonic() > deadline:
+            _kill(proc)
+            pytest.fail(f"kubetask dev did not become healthy:\n{log.read_text()}")
+        time.sleep(0.2)
+    pids: dict[str, int] = json.loads((workdir / "pids.json").read_text())
+    if not set(CONTROL_PLANE) <= set(pids):
+        _kill(proc)
+        pytest.fail(f"{workdir / 'pids.json'} names {sorted(pids)}, not every one of {CONTROL_PLANE}")
+    return DevServer(proc, url, kubeconfig, log, workdir, pids)
+
+
+def stop_dev(server: DevServer, timeout: float = 60) -> None:
+    """SIGTERM, as Ctrl-C would: ``kubetask dev`` stops its control plane before it exits, so no
+    component of it may be left running."""
+    if server.proc.poll() is None:
+        server.proc.send_signal(signal.SIGTERM)
+        try:
+            server.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            _kill(server.proc)
+            deadline = time.monotonic() + 10
+            while server.alive() and time.monotonic() < deadline:
+                time.sleep(0.1)  # the components die of PR_SET_PDEATHSIG with their parent
+            raise AssertionError(f"kubetask dev ignored SIGTERM for {timeout} s (left: {server.alive()}):\n"
+                                 + server.log.read_text()[-3000:]) from None
+    assert not server.alive(), f"stray control-plane processes after kubetask dev stopped: {server.alive()}"
+
+
+def _kill(proc: subprocess.Popen[str]) -> None:
+    proc.kill()
+    proc.wait()
 
 
 def is_iso(value: Any) -> bool:
@@ -82,7 +159,7 @@ def assert_error(response: httpx.Response, status: int, code: str | None = None)
     return body
 
 
-def wait_status(client: httpx.Client, task_id: str, wanted: set[str], *, timeout: float = 30,
+def wait_status(client: httpx.Client, task_id: str, wanted: set[str], *, timeout: float = 90,
                 path: str = "/tasks/") -> dict[str, Any]:
     """Poll ``GET /tasks/{id}`` until its status is one of ``wanted`` (fails with the last body)."""
     deadline = time.monotonic() + timeout
@@ -97,8 +174,28 @@ def wait_status(client: httpx.Client, task_id: str, wanted: set[str], *, timeout
     raise AssertionError(f"task {task_id} never reached {wanted}; last: {body}")
 
 
+def wait_started(client: httpx.Client, task_id: str, *, timeout: float = 90, path: str = "/tasks/") -> dict[str, Any]:
+    """Poll until the task is ``running`` AND its pod has started on a node (``started_at`` set).
+
+    The operator reports ``running`` from admission, when it creates the Job; on a real cluster the
+    scheduler binds the pod and the (kwok) kubelet starts it a moment later, and only then are
+    ``worker_id`` and ``started_at`` known. See test_compat_seed_003's
+    ``test_running_means_started_on_a_worker`` for that window."""
+    deadline = time.monotonic() + timeout
+    body: dict[str, Any] = {}
+    while time.monotonic() < deadline:
+        response = client.get(f"{path}{task_id}")
+        assert response.status_code == 200, response.text
+        body = response.json()
+        if body["status"] == "running" and body.get("started_at"):
+            return body
+        assert body["status"] not in TERMINAL, f"task {task_id} ended before it was seen running: {body}"
+        time.sleep(0.1)
+    raise AssertionError(f"task {task_id} never started on a worker; last: {body}")
+
+
 def sim(duration: float = 0.3, exit_code: int | None = None, result: Any = None) -> dict[str, str]:
-    """Pod annotations the simulated kubelet honours."""
+    """Pod annotations kwok's Stages honour on the fake nodes (run time, exit code, termination message)."""
     ann = {"kubetask.dev/sim-duration-seconds": str(duration)}
     if exit_code is not None:
         ann["kubetask.dev/sim-exit-code"] = str(exit_code)
@@ -109,7 +206,7 @@ def sim(duration: float = 0.3, exit_code: int | None = None, result: Any = None)
 
 def job_env(dev: DevServer, namespace: str, task_id: str) -> dict[str, str]:
     """The env of the first container of the Job created for ``task_id`` (read with real kubectl)."""
-    deadline = time.monotonic() + 20
+    deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         jobs = dev.kubectl_json("-n", namespace, "get", "jobs", "-l", f"kubetask.io/task={task_id}")["items"]
         if jobs:

@@ -1,64 +1,73 @@
-"""Black-box compatibility suite: ONE ``kubetask dev`` process per session, driven like a seed client.
+"""Black-box compatibility suite: ONE ``kubetask dev`` process for this package, driven like a seed client.
 
 Every module here is written from one seed document (``/work/shared/seeds``) and DESIGN §4: it sends
 the seed's request examples with an ``X-API-Key`` header and asserts what a client written from that
-document relies on.  The product runs exactly as the README says (``kubetask dev``), on a free port,
-with its kubeconfig written to a temporary directory (for reading Jobs, e.g. the task token).
+document relies on.  The product runs exactly as the README says (``kubetask dev``: a real local
+control plane with kwok GPU nodes, the operator and the REST API), on a free port, with its state
+folder (``--workdir``) and kubeconfig in pytest's temporary directory, so it never touches a
+developer's own ``kubetask dev``.  It is stopped when the package is done, control plane included.
 """
 
 from __future__ import annotations
 
-import signal
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
-from compat_support import ADMIN_KEY, ALICE_KEY, BOB_KEY, DevServer, free_port
+from compat_support import ADMIN_KEY, ALICE_KEY, BOB_KEY, DevServer, start_dev, stop_dev
 
-REPO = Path(__file__).resolve().parents[3]
+COMPAT_DIR = Path(__file__).resolve().parent
+
+
+class _DevRun:
+    """The package's one ``kubetask dev``, started on first use and stopped once the run leaves the package.
+
+    (``scope="package"`` would not do: without ``__init__.py`` this folder is no Package to pytest, and a
+    package-scoped fixture would live, with its control plane, until the end of the session.)"""
+
+    def __init__(self, tmp_path_factory: pytest.TempPathFactory) -> None:
+        self.tmp_path_factory = tmp_path_factory
+        self.server: DevServer | None = None
+
+    def get(self) -> DevServer:
+        if self.server is None:
+            self.server = start_dev(self.tmp_path_factory.mktemp("compat-dev"))
+        return self.server
+
+    def stop(self) -> None:
+        server, self.server = self.server, None
+        if server is not None:
+            stop_dev(server)
+
+
+_RUN: list[_DevRun] = []
 
 
 @pytest.fixture(scope="session")
-def dev(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevServer]:
-    workdir = tmp_path_factory.mktemp("compat-dev")
-    port = free_port()
-    kubeconfig = workdir / "kubeconfig.yaml"
-    log = workdir / "dev.log"
-    with log.open("w") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "kubetask.cli", "dev", "--port", str(port),
-             "--kubeconfig-out", str(kubeconfig)],
-            stdout=out, stderr=subprocess.STDOUT, text=True, cwd=REPO,
-        )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 90
-    while True:
-        if proc.poll() is not None:
-            pytest.fail(f"kubetask dev exited early:\n{log.read_text()}")
-        try:
-            if httpx.get(f"{url}/health", timeout=2).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        if time.monotonic() > deadline:
-            proc.kill()
-            pytest.fail(f"kubetask dev did not become healthy:\n{log.read_text()}")
-        time.sleep(0.2)
-    server = DevServer(proc, url, kubeconfig, log)
+def _dev_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[_DevRun]:
+    run = _DevRun(tmp_path_factory)
+    _RUN.append(run)
     try:
-        yield server
+        yield run
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        _RUN.remove(run)
+        run.stop()
+
+
+@pytest.fixture
+def dev(_dev_run: _DevRun) -> DevServer:
+    """The running ``kubetask dev`` (one for all the compat modules)."""
+    return _dev_run.get()
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> None:
+    """After the package's last test: stop ``kubetask dev`` and its control plane (SIGTERM, then no
+    process may be left), so they don't run alongside later tests."""
+    if nextitem is None or COMPAT_DIR not in nextitem.path.resolve().parents:
+        for run in _RUN:
+            run.stop()
 
 
 @pytest.fixture

@@ -45,7 +45,7 @@ def test_default_priority_is_5(alice: httpx.Client) -> None:
 
 
 def test_depends_on_waits_for_dependencies(alice: httpx.Client) -> None:
-    first = alice.post("/tasks", json=_ollama(annotations=sim(0.8, result={"output": "one"}))).json()
+    first = alice.post("/tasks", json=_ollama(annotations=sim(2, result={"output": "one"}))).json()
     second = alice.post("/tasks", json=_ollama(annotations=sim(0.1))).json()
     dependant = alice.post("/tasks", json=_ollama(depends_on=[first["id"], second["id"]],
                                                   annotations=sim(0.1))).json()

@@ -10,11 +10,23 @@ from __future__ import annotations
 
 import csv
 import io
+import os
+import signal
 import time
 
 import httpx
 import pytest
-from compat_support import BOB_KEY, FAR_FUTURE, DevServer, assert_error, is_iso, sim, wait_status
+from compat_support import (
+    ALICE_NS,
+    BOB_KEY,
+    FAR_FUTURE,
+    DevServer,
+    assert_error,
+    is_iso,
+    sim,
+    wait_started,
+    wait_status,
+)
 
 PAYMENT = {
     "task_name": "process_payment",
@@ -68,7 +80,7 @@ def test_task_name_of_a_template_runs_it(alice: httpx.Client) -> None:
 
 def test_get_task(alice: httpx.Client) -> None:
     task = _submit(alice, scheduled_at=None, annotations=sim(20))
-    body = wait_status(alice, str(task["task_id"]), {"running"})
+    body = wait_started(alice, str(task["task_id"]))
     for key in ("task_id", "task_name", "status", "priority", "worker_id", "created_at", "started_at",
                 "completed_at", "retry_count", "max_retries"):
         assert key in body, key
@@ -78,10 +90,40 @@ def test_get_task(alice: httpx.Client) -> None:
     alice.post(f"/tasks/{task['task_id']}/cancel")
 
 
+@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
+    "seed-compat gap: the REST status is 'running' from admission (Job created), before the pod is bound "
+    "and started, so a seed 003 client sees RUNNING with worker_id and started_at null (and its only "
+    "execution 'pending'); reported to the lead with a one-line fix in kubetask.core.rest.task_phase"))
+def test_running_means_started_on_a_worker(alice: httpx.Client, dev: DevServer) -> None:
+    """Seed 003's RUNNING task has a ``worker_id`` and a ``started_at``. The window between admission
+    and the pod's start is short; a busy kube-scheduler (paused here) holds it open."""
+    scheduler = dev.pids["kube-scheduler"]
+    assert "kube-scheduler" in dev.alive(), dev.alive()
+    os.kill(scheduler, signal.SIGSTOP)
+    try:
+        task_id = str(_submit(alice, scheduled_at=None, annotations=sim(1))["task_id"])
+        deadline = time.monotonic() + 60
+        while not dev.kubectl_json("-n", ALICE_NS, "get", "pods", "-l", f"kubetask.io/task={task_id}")["items"]:
+            assert time.monotonic() < deadline, f"the operator created no pod for {task_id}"
+            time.sleep(0.25)
+        while not (executions := alice.get(f"/tasks/{task_id}/executions").json()["executions"]):
+            assert time.monotonic() < deadline, f"the API never saw {task_id} admitted"
+            time.sleep(0.25)
+        body = alice.get(f"/tasks/{task_id}").json()
+        # Nothing runs yet; if the API says RUNNING, a seed 003 client may rely on what RUNNING carries.
+        if body["status"] == "running":
+            assert isinstance(body["worker_id"], str) and body["worker_id"], body
+            assert is_iso(body["started_at"]), body
+            assert executions[-1]["status"] == "running", executions
+    finally:
+        os.kill(scheduler, signal.SIGCONT)
+    assert wait_status(alice, task_id, {"completed", "failed"})["status"] == "completed"
+
+
 def test_retries_are_counted(alice: httpx.Client) -> None:
     task = _submit(alice, scheduled_at=None, max_retries=1, retry_backoff_seconds=0,
                    annotations=sim(0.1, exit_code=1))
-    body = wait_status(alice, str(task["task_id"]), {"failed", "completed"}, timeout=40)
+    body = wait_status(alice, str(task["task_id"]), {"failed", "completed"})
     assert body["status"] == "failed"
     assert body["retry_count"] == 1
     assert len(alice.get(f"/tasks/{task['task_id']}/executions").json()["executions"]) == 2
@@ -179,11 +221,21 @@ def test_replay_timeline_compare(alice: httpx.Client) -> None:
 # --------------------------------------------------------------------------- workers
 
 
+def _gpu_workers(client: httpx.Client) -> list[str]:
+    """The ids of the GPU workers, as a client learns them: from the listing (``kubetask dev`` has two)."""
+    listed = client.get("/workers")
+    assert listed.status_code == 200, listed.text
+    ids = [w["worker_id"] for w in listed.json()["workers"] if w["gpus"] > 0]
+    assert len(ids) >= 2, listed.json()
+    return ids
+
+
 def test_workers_list_and_status(alice: httpx.Client) -> None:
     listed = alice.get("/workers")
     assert listed.status_code == 200
     workers = listed.json()["workers"]
-    gpu = next(w for w in workers if w["worker_id"].startswith("gpu-node-"))
+    gpu = next(w for w in workers if w["worker_id"] == _gpu_workers(alice)[0])
+    assert gpu["gpus"] == 8 and gpu["gpu_type"] in ("A100", "H100")
     status = alice.get(f"/workers/{gpu['worker_id']}/status")
     assert status.status_code == 200
     s = status.json()
@@ -196,10 +248,11 @@ def test_workers_list_and_status(alice: httpx.Client) -> None:
 
 
 def test_worker_mutations_need_admin(alice: httpx.Client) -> None:
-    assert_error(alice.patch("/workers/gpu-node-1/pause"), 403)
-    assert_error(alice.patch("/workers/gpu-node-1/resume"), 403)
-    assert_error(alice.post("/workers/gpu-node-1/drain"), 403)
-    assert_error(alice.patch("/workers/gpu-node-1/capacity", json={"capacity": 10}), 403)
+    worker = _gpu_workers(alice)[0]
+    assert_error(alice.patch(f"/workers/{worker}/pause"), 403)
+    assert_error(alice.patch(f"/workers/{worker}/resume"), 403)
+    assert_error(alice.post(f"/workers/{worker}/drain"), 403)
+    assert_error(alice.patch(f"/workers/{worker}/capacity", json={"capacity": 10}), 403)
     assert_error(alice.post("/workers?hostname=compute-9&capacity=5"), 403)
 
 
@@ -231,16 +284,23 @@ def test_register_pause_resume_drain_capacity(admin: httpx.Client) -> None:
 
 
 def test_paused_gpu_node_takes_no_new_tasks(admin: httpx.Client, alice: httpx.Client) -> None:
-    assert admin.patch("/workers/gpu-node-1/pause").status_code == 200
-    assert admin.patch("/workers/gpu-node-2/pause").status_code == 200
+    gpu_workers = _gpu_workers(admin)
+    for worker in gpu_workers:
+        assert admin.patch(f"/workers/{worker}/pause").status_code == 200
     try:
         task = alice.post("/tasks", json={"name": "needs gpu", "image": "busybox", "resources": {"gpus": 1},
                                           "annotations": sim(0.1)}).json()
-        time.sleep(0.6)
-        assert alice.get(f"/tasks/{task['id']}").json()["status"] in ("pending", "queued")
+        # The operator has looked at it and says why it waits (the scheduler knows nothing of pausing).
+        deadline = time.monotonic() + 30
+        body = alice.get(f"/tasks/{task['id']}").json()
+        while "paused" not in (body.get("waiting_reason") or "") and time.monotonic() < deadline:
+            assert body["status"] in ("pending", "queued"), body
+            time.sleep(0.25)
+            body = alice.get(f"/tasks/{task['id']}").json()
+        assert body["status"] in ("pending", "queued") and "paused" in body["waiting_reason"], body
     finally:
-        admin.patch("/workers/gpu-node-1/resume")
-        admin.patch("/workers/gpu-node-2/resume")
+        for worker in gpu_workers:
+            admin.patch(f"/workers/{worker}/resume")
     assert wait_status(alice, task["id"], {"completed", "failed"})["status"] == "completed"
 
 

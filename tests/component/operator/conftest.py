@@ -1,26 +1,41 @@
-"""Fixtures for the operator's component tests: a sim cluster with CRDs, templates and a running operator."""
+"""Fixtures for the operator's component tests: the session's real control plane and an operator.
+
+Every test gets a namespace of its own (``harness.namespace``, the default for its Tasks) and
+names its Tenants itself; at teardown the operator is stopped, its webhook configurations
+removed, the Tenants deleted and the namespaces emptied and deleted, so the next test (or
+test folder) finds the shared control plane as it was.
+"""
 
 from __future__ import annotations
 
-import glob
+import json
+import re
+import ssl
+import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from kt_support import remove_webhook_configurations, reset_namespaces
+from kubernetes.utils.quantity import parse_quantity
 
+from kubetask.cluster import LocalCluster
 from kubetask.operator.runner import OperatorHandle, run_operator_in_thread
 from kubetask.settings import GpuSettings, KubeSettings, OperatorSettings
-from kubetask.sim import SimCluster
 
-ROOT = Path(__file__).resolve().parents[3]
 API = "kubetask.io/v1alpha1"
 FAST = {"kubetask.dev/sim-duration-seconds": "0.2"}
+GPU_NODES = {"A100": "gpu-a100-1", "H100": "gpu-h100-1"}
+"""The session cluster's GPU nodes (kubetask.cluster.DEV_NODES): one node of 8 GPUs per product."""
+GPUS_PER_NODE = 8
 
 
 class FakeClock:
@@ -34,13 +49,154 @@ class FakeClock:
         return self.fixed if self.fixed is not None else datetime.now(UTC) + self.offset
 
 
+def wait_until(predicate: Callable[[], Any], timeout: float, what: str | Callable[[], str] = "condition",
+               interval: float = 0.1) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(interval)
+    raise AssertionError(f"timed out waiting for {what() if callable(what) else what}")
+
+
+class Recorder:
+    """Watches one collection from now on and records its events (``events``; ``added``: the creates).
+
+    A watch delivers events in etcd revision order, so ``names`` is the order of creation:
+    the real apiserver's own record of creates (what the simulator's ``stats()`` used to give).
+    """
+
+    def __init__(self, cluster: LocalCluster, path: str) -> None:
+        self.cluster, self.path = cluster, path
+        self.added: list[dict[str, Any]] = []
+        self.events: list[tuple[int, str, dict[str, Any]]] = []
+        """``(resourceVersion, type, object)``: the etcd revision orders events across recorders."""
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        listed = cluster.admin().get(path)
+        listed.raise_for_status()
+        self._rv = str(listed.json()["metadata"]["resourceVersion"])
+        self.error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name=f"recorder {path}", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        context = ssl.create_default_context(cafile=str(self.cluster.ca_file))
+        with httpx.Client(base_url=self.cluster.url, verify=context, timeout=httpx.Timeout(30, read=30),
+                          headers={"Authorization": f"Bearer {self.cluster.admin_token}"}) as http:
+            failures = 0
+            while not self._stop.is_set() and self.error is None:
+                try:
+                    params = {"watch": "true", "resourceVersion": self._rv, "allowWatchBookmarks": "true",
+                              "timeoutSeconds": "1"}
+                    with http.stream("GET", self.path, params=params) as response:
+                        response.raise_for_status()
+                        for line in response.iter_lines():
+                            if line:
+                                self._event(json.loads(line))
+                    failures = 0
+                except httpx.HTTPError as error:  # the apiserver is busy: watch again from the last revision
+                    failures += 1
+                    if failures > 20:
+                        self.error = error
+                    time.sleep(0.2)
+
+    def _event(self, event: dict[str, Any]) -> None:
+        obj = event.get("object") or {}
+        if event.get("type") == "ERROR":  # e.g. 410 Gone: events were lost, the record is incomplete
+            self.error = RuntimeError(f"watch {self.path}: {obj}")
+            return
+        self._rv = str((obj.get("metadata") or {}).get("resourceVersion") or self._rv)
+        if event.get("type") in ("ADDED", "MODIFIED", "DELETED"):
+            with self._lock:
+                self.events.append((int(self._rv), str(event["type"]), obj))
+                if event["type"] == "ADDED":
+                    self.added.append(obj)
+
+    def _checked(self) -> None:
+        assert self.error is None, f"the recorder of {self.path} failed: {self.error!r}"
+
+    @property
+    def names(self) -> list[str]:
+        self._checked()
+        with self._lock:
+            return [o["metadata"]["name"] for o in self.added]
+
+    def rank(self) -> dict[str, int]:
+        """Name -> its creation rank."""
+        return {name: i for i, name in enumerate(self.names)}
+
+    def duplicates(self) -> dict[str, int]:
+        """Names created more than once (a Job deleted and made again, say)."""
+        names = self.names
+        return {n: names.count(n) for n in set(names) if names.count(n) > 1}
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(10)
+
+
+TERMINAL_POD_PHASES = ("Succeeded", "Failed")
+
+
+def _job_requests(job: dict[str, Any]) -> dict[str, Decimal]:
+    """What one pod of ``job`` counts against a ResourceQuota (requests, else limits; one pod)."""
+    amounts: dict[str, Decimal] = {"pods": Decimal(1)}
+    for container in job["spec"]["template"]["spec"]["containers"]:
+        resources = container.get("resources") or {}
+        for name in ("nvidia.com/gpu", "cpu", "memory"):
+            value = (resources.get("requests") or {}).get(name) or (resources.get("limits") or {}).get(name)
+            if value is not None:
+                key = f"requests.{name}"
+                amounts[key] = amounts.get(key, Decimal(0)) + Decimal(str(parse_quantity(value)))
+    return amounts
+
+
+def over_admissions(jobs: Recorder, pods: Recorder, hard: dict[str, str]) -> list[str]:
+    """Job creations that the quota ``hard`` (or maxRunning, as ``pods``) could not hold at that moment.
+
+    A Job holds its pod's resources from its creation until its pod ended (or was deleted);
+    at each creation, everything still held plus the new Job must fit. Revisions order the
+    events of both recorders, so this is the truth the operator could have known; it does not
+    depend on how fast the quota controller refreshes ``status.used``.
+    """
+    pods._checked()
+    jobs._checked()
+    released: dict[str, int] = {}
+    for rv, kind, pod in pods.events:
+        owner = (pod["metadata"].get("labels") or {}).get("job-name")
+        if owner and (kind == "DELETED" or (pod.get("status") or {}).get("phase") in TERMINAL_POD_PHASES):
+            released[owner] = min(released.get(owner, rv), rv)
+    created: list[tuple[int, str, dict[str, Decimal]]] = []
+    for rv, kind, job in jobs.events:
+        name = job["metadata"]["name"]
+        if kind == "ADDED":
+            created.append((rv, name, _job_requests(job)))
+        elif kind == "DELETED":
+            released[name] = min(released.get(name, rv), rv)
+    limits = {key: Decimal(str(parse_quantity(value))) for key, value in hard.items()
+              if key == "pods" or key.startswith("requests.")}
+    problems = []
+    for rv, name, _ in created:
+        held = [(other, amounts) for other_rv, other, amounts in created
+                if other_rv <= rv and released.get(other, rv + 1) > rv]
+        for key, limit in limits.items():
+            total = sum((amounts.get(key, Decimal(0)) for _, amounts in held), Decimal(0))
+            if total > limit:
+                problems.append(f"{name} (rv {rv}): {key} {total} > {limit}, held by {[n for n, _ in held]}")
+    return problems
+
+
 @dataclass
 class Harness:
-    cluster: SimCluster
+    cluster: LocalCluster
     kubeconfig: Path
+    namespace: str
+    """This test's own namespace: the default for Tasks, Jobs and the leader-election Lease."""
     clock: FakeClock = field(default_factory=FakeClock)
     handle: OperatorHandle | None = None
-    http: httpx.Client | None = None
+    tenants: list[str] = field(default_factory=list)
+    recorders: list[Recorder] = field(default_factory=list)
 
     # -------------------------------------------------------------- operator
 
@@ -48,7 +204,7 @@ class Harness:
         settings = OperatorSettings(**{"metrics_port": 0, "liveness_port": 0, "webhook_port": 0,
                                        "leader_election": False, **overrides})
         self.handle = run_operator_in_thread(settings, GpuSettings(), KubeSettings(kubeconfig=str(self.kubeconfig)),
-                                             clock=self.clock, timeout=60)
+                                             clock=self.clock, timeout=90)
         return self.handle
 
     def stop(self) -> None:
@@ -59,14 +215,15 @@ class Harness:
     # -------------------------------------------------------------- objects
 
     def client(self) -> httpx.Client:
-        if self.http is None:
-            self.http = httpx.Client(base_url=self.cluster.url, timeout=30,
-                                     headers={"Authorization": f"Bearer {self.cluster.admin_token}"})
-        return self.http
+        """The cluster admin's client (thread-safe, shared)."""
+        return self.cluster.admin()
 
-    def create_task(self, name: str, namespace: str = "default", *, fast: bool = True,
+    def create_task(self, name: str, namespace: str | None = None, *, fast: bool = True,
                     annotations: dict[str, str] | None = None, **spec: Any) -> dict[str, Any]:
+        namespace = namespace or self.namespace
         spec.setdefault("image", "busybox")
+        if spec["image"] is None:
+            del spec["image"]
         pod_annotations = {**(FAST if fast else {}), **(annotations or {})}
         if pod_annotations:
             spec["podAnnotations"] = {**pod_annotations, **spec.get("podAnnotations", {})}
@@ -83,35 +240,62 @@ class Harness:
                 future.result()
 
     def create_tenant(self, name: str, **limits: Any) -> dict[str, Any]:
+        """A Tenant (deleted at teardown, with its namespace), once its objects are reconciled."""
         body = {"apiVersion": API, "kind": "Tenant", "metadata": {"name": name}, "spec": {"limits": limits}}
+        self.tenants.append(name)
         response = self.client().post("/apis/kubetask.io/v1alpha1/tenants", json=body)
         assert response.status_code == 201, response.text
-        ns = f"kubetask-{name}"
-        wait_until(lambda: self.get("v1", "ResourceQuota", "kubetask-quota", ns) is not None, 10,
-                   f"tenant {name} reconciled")
+        self.wait_tenant_namespace(name)
         return dict(response.json())
+
+    def wait_tenant_namespace(self, name: str) -> None:
+        ns = f"kubetask-{name}"
+        wait_until(lambda: self.get("v1", "ResourceQuota", "kubetask-quota", ns) is not None, 30,
+                   f"tenant {name} reconciled")
+        # Pods need the namespace's default ServiceAccount (made by kube-controller-manager).
+        wait_until(lambda: self.get("v1", "ServiceAccount", "default", ns) is not None, 30,
+                   f"the default ServiceAccount of {ns}")
 
     def patch(self, path: str, patch: dict[str, Any]) -> dict[str, Any]:
         response = self.client().patch(path, json=patch, headers={"Content-Type": "application/merge-patch+json"})
         assert response.status_code == 200, response.text
         return dict(response.json())
 
-    def patch_task(self, name: str, patch: dict[str, Any], namespace: str = "default") -> dict[str, Any]:
-        return self.patch(f"/apis/kubetask.io/v1alpha1/namespaces/{namespace}/tasks/{name}", patch)
+    def patch_task(self, name: str, patch: dict[str, Any], namespace: str | None = None) -> dict[str, Any]:
+        return self.patch(f"/apis/kubetask.io/v1alpha1/namespaces/{namespace or self.namespace}/tasks/{name}",
+                          patch)
 
-    def get(self, api_version: str, kind: str, name: str, namespace: str = "") -> dict[str, Any] | None:
-        return self.cluster.get_object(api_version, kind, name, namespace)
+    def get(self, api_version: str, kind: str, name: str, namespace: str | None = None) -> dict[str, Any] | None:
+        return self.cluster.get(api_version, kind, name, namespace or None)
 
-    def task(self, name: str, namespace: str = "default") -> dict[str, Any]:
-        obj = self.get(API, "Task", name, namespace)
-        assert obj is not None, f"task {namespace}/{name} not found"
+    def objects(self, api_version: str, kind: str, namespace: str | None = None,
+             label_selector: str | None = None) -> list[dict[str, Any]]:
+        return self.cluster.list(api_version, kind, namespace, label_selector=label_selector)
+
+    def task(self, name: str, namespace: str | None = None) -> dict[str, Any]:
+        obj = self.get(API, "Task", name, namespace or self.namespace)
+        assert obj is not None, f"task {namespace or self.namespace}/{name} not found"
         return obj
 
     def jobs(self, namespace: str | None = None) -> list[dict[str, Any]]:
-        return self.cluster.list_objects("batch/v1", "Job", namespace)
+        return self.objects("batch/v1", "Job", namespace or self.namespace)
 
-    def wait_phase(self, name: str, phases: str | tuple[str, ...], namespace: str = "default",
-                   timeout: float = 20) -> dict[str, Any]:
+    def events(self, namespace: str | None = None) -> list[dict[str, Any]]:
+        return self.objects("v1", "Event", namespace or self.namespace)
+
+    def quota_rejections(self, namespace: str) -> list[str]:
+        """Pods the apiserver's ResourceQuota admission refused (the Job controller records them as events)."""
+        return [e.get("message", "") for e in self.events(namespace)
+                if e.get("reason") == "FailedCreate" and "exceeded quota" in e.get("message", "")]
+
+    def record(self, api_version: str, kind: str, namespace: str | None = None) -> Recorder:
+        """Start recording the creates of ``kind`` in ``namespace`` (this test's by default)."""
+        recorder = Recorder(self.cluster, self.cluster.path(api_version, kind, None, namespace or self.namespace))
+        self.recorders.append(recorder)
+        return recorder
+
+    def wait_phase(self, name: str, phases: str | tuple[str, ...], namespace: str | None = None,
+                   timeout: float = 60) -> dict[str, Any]:
         wanted = (phases,) if isinstance(phases, str) else phases
         result: dict[str, Any] = {}
 
@@ -123,35 +307,66 @@ class Harness:
         wait_until(check, timeout, lambda: f"{name} to reach {wanted}: {result.get('status')}")
         return result
 
+    # -------------------------------------------------------------- teardown
 
-def wait_until(predicate: Callable[[], bool], timeout: float, what: str | Callable[[], str] = "condition",
-               interval: float = 0.05) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(interval)
-    raise AssertionError(f"timed out waiting for {what() if callable(what) else what}")
+    def cleanup(self) -> None:
+        for recorder in self.recorders:
+            recorder.stop()
+        self.stop()
+        remove_webhook_configurations(self.cluster)
+        namespaces = [self.namespace, *(f"kubetask-{t}" for t in self.tenants)]
+        for tenant in self.tenants:
+            self.cluster.delete(API, "Tenant", tenant)
+        reset_namespaces(self.cluster, namespaces)
+        for namespace in namespaces:
+            self.cluster.admin().delete(f"/api/v1/namespaces/{namespace}")
 
 
-def install(cluster: SimCluster) -> None:
-    for path in sorted(glob.glob(str(ROOT / "crds" / "*.yaml"))):
-        cluster.apply_file(path)
-    for path in sorted(glob.glob(str(ROOT / "kubetask" / "resources" / "tasktemplates" / "*.yaml"))):
-        cluster.apply_file(path)
+def _namespace_for(test_name: str) -> str:
+    stem = re.sub(r"[^a-z0-9]+", "-", test_name.lower().removeprefix("test_")).strip("-")[:40].strip("-")
+    return f"op-{stem}-{uuid.uuid4().hex[:5]}"
+
+
+def create_namespace(cluster: LocalCluster, name: str) -> None:
+    response = cluster.admin().post("/api/v1/namespaces", json={"apiVersion": "v1", "kind": "Namespace",
+                                                                 "metadata": {"name": name}})
+    assert response.status_code == 201, response.text
+    # Pods need the default ServiceAccount, which kube-controller-manager makes moments later.
+    wait_until(lambda: cluster.get("v1", "ServiceAccount", "default", name) is not None, 30,
+               f"the default ServiceAccount of {name}")
 
 
 @pytest.fixture
-def harness(sim_cluster: SimCluster, kubeconfig_path: Path) -> Iterator[Harness]:
-    """The sim cluster with kubetask's CRDs and templates installed; the operator is not started yet."""
-    install(sim_cluster)
-    h = Harness(sim_cluster, kubeconfig_path)
+def harness(cluster: LocalCluster, kubeconfig_path: Path, request: pytest.FixtureRequest) -> Iterator[Harness]:
+    """The shared control plane and a fresh namespace of this test's own; the operator is not started yet."""
+    namespace = _namespace_for(request.node.name)
+    _wait_for_free_gpus(cluster)
+    create_namespace(cluster, namespace)
+    h = Harness(cluster, kubeconfig_path, namespace)
     try:
         yield h
     finally:
-        h.stop()
-        if h.http is not None:
-            h.http.close()
+        h.cleanup()
+
+
+def _gpu_holders(cluster: LocalCluster) -> list[str]:
+    holders = []
+    for pod in cluster.list("v1", "Pod"):
+        if (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed") or not pod["spec"].get("nodeName"):
+            continue
+        limits = [(c.get("resources") or {}).get("limits") or {} for c in pod["spec"].get("containers") or ()]
+        if any("nvidia.com/gpu" in limit for limit in limits):
+            holders.append(f"{pod['metadata']['namespace']}/{pod['metadata']['name']}")
+    return holders
+
+
+def _wait_for_free_gpus(cluster: LocalCluster, timeout: float = 60) -> None:
+    """These tests count GPUs: pods another test folder left on the GPU nodes would skew them, so say whose."""
+    deadline = time.monotonic() + timeout
+    while holders := _gpu_holders(cluster):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"GPUs of the shared cluster are still held by pods of earlier tests: {holders}")
+        time.sleep(0.5)
 
 
 @pytest.fixture

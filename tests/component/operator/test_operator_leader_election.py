@@ -25,9 +25,9 @@ def _free_port() -> int:
 
 def _replica(harness: Harness, liveness_port: int, *, wait: bool) -> OperatorHandle:
     settings = OperatorSettings(metrics_port=0, liveness_port=liveness_port, webhook_port=_free_port(),
-                                leader_election=True, leader_lease_namespace="default")
+                                leader_election=True, leader_lease_namespace=harness.namespace)
     return run_operator_in_thread(settings, GpuSettings(), KubeSettings(kubeconfig=str(harness.kubeconfig)),
-                                  clock=harness.clock, wait=wait, timeout=60)
+                                  clock=harness.clock, wait=wait, timeout=90)
 
 
 def _healthz(port: int) -> dict[str, object] | None:
@@ -43,9 +43,9 @@ def test_a_standby_stays_alive_and_takes_over_when_the_leader_steps_down(harness
     leader = _replica(harness, leader_port, wait=True)
     standby = _replica(harness, standby_port, wait=False)
     try:
-        wait_until(lambda: _healthz(standby_port) is not None, 15, "the standby's liveness endpoint")
+        wait_until(lambda: _healthz(standby_port) is not None, 30, "the standby's liveness endpoint")
         assert _healthz(standby_port) == {"alive": True, "leader": False}
-        lease = harness.get("coordination.k8s.io/v1", "Lease", "kubetask-operator", "default")
+        lease = harness.get("coordination.k8s.io/v1", "Lease", "kubetask-operator", harness.namespace)
         assert lease is not None
         holder = lease["spec"]["holderIdentity"]
 
@@ -55,14 +55,14 @@ def test_a_standby_stays_alive_and_takes_over_when_the_leader_steps_down(harness
 
         stopper = threading.Thread(target=leader.stop)
         stopper.start()
-        assert standby.wait_ready(60), f"standby never took over: {standby.error!r}"
+        assert standby.wait_ready(90), f"standby never took over: {standby.error!r}"
         stopper.join(30)
-        new_lease = harness.get("coordination.k8s.io/v1", "Lease", "kubetask-operator", "default")
+        new_lease = harness.get("coordination.k8s.io/v1", "Lease", "kubetask-operator", harness.namespace)
         assert new_lease is not None and new_lease["spec"]["holderIdentity"] != holder
 
         harness.create_task("under-second-leader")
         harness.wait_phase("under-second-leader", "Succeeded")
-        jobs = [j["metadata"]["name"] for j in harness.jobs("default")]
+        jobs = [j["metadata"]["name"] for j in harness.jobs()]
         assert sorted(jobs) == ["under-first-leader-1", "under-second-leader-1"]
     finally:
         standby.stop()
