@@ -14,15 +14,15 @@ export KUBETASK_KUBECTL := $(KUBECTL)
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
 
-dev: ## run everything locally on the simulated cluster (kubetask dev)
+dev: ## run everything locally on a real control plane with kwok GPU nodes (kubetask dev)
 	$(PYTHON) -m kubetask.cli dev
 
-test: ## the README test command (unit + component; e2e skips without a cluster)
+test: ## the README test command (unit, component and e2e on the local control plane)
 	$(PYTHON) -m pytest -q
 
-lint: ## ruff + mypy --strict
+lint: ## ruff + mypy --strict (over the installed layout, see hack/typecheck.py)
 	ruff check .
-	mypy --strict kubetask
+	$(PYTHON) -P hack/typecheck.py
 
 image: ## build the container image
 	docker build -t $(IMAGE) .

@@ -20,10 +20,10 @@ SIM = "kubetask.sim"
 
 
 def python_files(directory: Path) -> list[Path]:
-    """The .py files under ``directory``, not following symlinks (kubetask/operator and kubetask/api are links)."""
+    """The .py files under ``directory``."""
     out = []
     for path in sorted(directory.iterdir()):
-        if path.is_symlink() or path.name == "__pycache__":
+        if path.name == "__pycache__":
             continue
         if path.is_dir():
             out += python_files(path)
