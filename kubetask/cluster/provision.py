@@ -10,6 +10,7 @@ version bump builds next to the old one.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import os
 import re
@@ -22,6 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import IO
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 TOOLS_DIR = REPO_ROOT / "hack" / "tools"
@@ -167,17 +169,32 @@ def _build(module: GoModule, target: Path, progress: Progress) -> None:
 def provision(root: Path = CACHE_ROOT, progress: Progress | None = None) -> Binaries:
     """Build whatever is not cached yet and return where every binary is. Idempotent."""
     say = progress or (lambda message: print(message, file=sys.stderr, flush=True))
-    for module in MODULES:
-        target = module.cache_dir(root)
-        if all(os.access(target / name, os.X_OK) for name, _ in module.commands):
-            continue
-        if not module.go_mod.exists():
-            raise ProvisionError(f"{module.go_mod} is missing: provisioning needs the kubetask source checkout")
-        _build(module, target, say)
+    root.mkdir(parents=True, exist_ok=True)
+    # Two provisioners at once (a `kubetask dev` and a pytest session) would build into the same
+    # staging folder and rename it from under each other: the second waits, then finds the cache warm.
+    with open(root / ".lock", "w") as lock:
+        if not _try_lock(lock):
+            say(f"another provisioning run holds {root / '.lock'}; waiting for it")
+            fcntl.flock(lock, fcntl.LOCK_EX)
+        for module in MODULES:
+            target = module.cache_dir(root)
+            if all(os.access(target / name, os.X_OK) for name, _ in module.commands):
+                continue
+            if not module.go_mod.exists():
+                raise ProvisionError(f"{module.go_mod} is missing: provisioning needs the kubetask source checkout")
+            _build(module, target, say)
     binaries = Binaries.at(root)
     if binaries.missing():
         raise ProvisionError(f"missing after provisioning: {', '.join(map(str, binaries.missing()))}")
     return binaries
+
+
+def _try_lock(lock: IO[str]) -> bool:
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    return True
 
 
 def cached_binaries(root: Path = CACHE_ROOT) -> Binaries | None:
