@@ -2,8 +2,8 @@
 
 The rules live in :mod:`kubetask.core.admission`, shared with the admission
 webhook, so a refusal reads the same through REST and through kubectl.  This
-module only supplies their inputs from the API's caches and maps the verdict
-to the REST error (status, code, and the REST name of the field).
+module only supplies their inputs from the API's caches; a refusal becomes the REST
+error through its machine-readable reason (:func:`kubetask.core.rest.errors.from_verdict`).
 """
 
 from __future__ import annotations
@@ -12,37 +12,9 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from kubetask.core import admission as core
-from kubetask.core.rest import RestError
-
-Obj = dict[str, Any]
-
-_FIELD_NAMES = {
-    "spec.timeoutSeconds": "timeout_seconds",
-    "spec.dependsOn": "depends_on",
-    "spec.template.parameters": "parameters",
-    "spec.template.name": "template",
-    "spec.priority": "priority",
-    "spec.displayName": "name",
-    "spec.script.content": "script_content",
-    "spec.script.language": "script_type",
-    "spec.resources.gpus": "gpus",
-    "spec": None,
-}
-
-
-def _code_for(status: int, message: str) -> str:
-    lowered = message.lower()
-    if status == 400 and "too many pending" in lowered:
-        return "TOO_MANY_PENDING"
-    if status == 403 and "month" in lowered:
-        return "MONTHLY_LIMIT_REACHED"
-    if status == 403:
-        return "QUOTA_EXCEEDED"
-    if "depend" in lowered:
-        return "DEPENDENCY_ERROR"
-    if "template" in lowered:
-        return "INVALID_TEMPLATE" if status == 400 else "INVALID_PARAMETERS"
-    return {400: "BAD_REQUEST", 409: "CONFLICT", 422: "VALIDATION_ERROR"}.get(status, "ADMISSION_DENIED")
+from kubetask.core.objects import Obj
+from kubetask.core.rest.errors import from_verdict
+from kubetask.core.templates import templates_by_name
 
 
 def admit(
@@ -53,14 +25,14 @@ def admit(
     *,
     pending_count: Callable[[str], int] | None = None,
 ) -> None:
-    """Apply the webhook's defaults to ``task`` (in place) and check it; raise :class:`RestError` if refused.
+    """Apply the webhook's defaults to ``task`` (in place) and check it; raise ``RestError`` if refused.
 
     ``tenant_tasks`` may be a callable: it is only needed (and called) when the task has dependencies, if
     ``pending_count(tenant_name)`` is given to count the tenant's waiting tasks (e.g. from precomputed rows).
     """
     tenant_name = str((tenant.get("metadata") or {}).get("name") or (task.get("spec") or {}).get("user"))
     tenant_spec = tenant.get("spec") or {}
-    template_specs = {str((t.get("metadata") or {}).get("name")): (t.get("spec") or {}) for t in templates}
+    template_specs = templates_by_name(templates)
     spec = core.default_spec(task.get("spec") or {}, tenant_name=tenant_name, tenant_spec=tenant_spec,
                              templates=template_specs)
     loaded: list[Sequence[Mapping[str, Any]]] = []
@@ -87,6 +59,43 @@ def admit(
         existing=existing,
     )
     if not verdict.allowed:
-        field = _FIELD_NAMES.get(verdict.field or "spec", verdict.field)
-        raise RestError(verdict.code, _code_for(verdict.code, verdict.message), verdict.message, field=field)
+        raise from_verdict(verdict)
     task["spec"] = spec
+
+
+def admit_update(
+    task: Mapping[str, Any],
+    patch: Mapping[str, Any],
+    tenant: Mapping[str, Any],
+    templates: Sequence[Mapping[str, Any]],
+) -> None:
+    """Check the Task ``task`` would become under the merge ``patch`` with the webhook's UPDATE rules (what
+    runs re-validated while it has not started); raise the REST error if refused."""
+    tenant_name = str((tenant.get("metadata") or {}).get("name") or (task.get("spec") or {}).get("user"))
+    new_spec = merge_patch(task.get("spec") or {}, patch.get("spec") or {})
+    verdict = core.validate_task(
+        new_spec,
+        name=(task.get("metadata") or {}).get("name"),
+        namespace=str((task.get("metadata") or {}).get("namespace")),
+        operation="UPDATE",
+        old=task,
+        tenant_name=tenant_name,
+        tenant_spec=tenant.get("spec") or {},
+        tenant_status=tenant.get("status") or {},
+        templates=templates_by_name(templates),
+    )
+    if not verdict.allowed:
+        raise from_verdict(verdict)
+
+
+def merge_patch(target: Any, patch: Any) -> Any:
+    """RFC 7386: ``target`` with the JSON merge ``patch`` applied (``None`` removes a key)."""
+    if not isinstance(patch, Mapping):
+        return patch
+    result = dict(target) if isinstance(target, Mapping) else {}
+    for key, value in patch.items():
+        if value is None:
+            result.pop(key, None)
+        else:
+            result[key] = merge_patch(result.get(key), value)
+    return result

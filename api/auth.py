@@ -21,10 +21,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from kubetask.core.rest import tenant_namespace
+from kubetask.core.objects import Obj
+from kubetask.core.tenants import namespace_of
 from kubetask.core.tokens import hash_api_key
 from kubetask.kube.cache import Informer
-from kubetask.kube.client import SECRETS, TOKEN_REVIEWS, ApiError, KubeClient, Obj
+from kubetask.kube.client import SECRETS, TOKEN_REVIEWS, ApiError, KubeClient
 
 
 @dataclass(frozen=True)
@@ -36,6 +37,8 @@ class Principal:
     role: str = "user"
     via: str = "api-key"
     username: str | None = None
+    profile: str | None = None
+    """The compatibility profile the API key pins (``Tenant.spec.apiKeys[].profile``), if any."""
     tenant_obj: Mapping[str, Any] = field(default_factory=dict, compare=False, hash=False)
 
     @property
@@ -79,7 +82,8 @@ class Authenticator:
         self.namespace_prefix = namespace_prefix
         self.refetch_interval = refetch_interval
         self.token_ttl = token_ttl
-        self._key_map: dict[str, str] = {}
+        self._key_map: dict[str, tuple[str, str | None]] = {}
+        """Key digest -> (tenant, the key's pinned profile)."""
         self._built_at: tuple[int, int] = (-1, -1)
         self._fetched: dict[tuple[str, str], Obj | None] = {}
         self._last_fetch = 0.0
@@ -88,15 +92,17 @@ class Authenticator:
 
     # ------------------------------------------------------------------ helpers
 
-    def principal_for(self, tenant: Mapping[str, Any], *, via: str, username: str | None = None) -> Principal:
+    def principal_for(self, tenant: Mapping[str, Any], *, via: str, username: str | None = None,
+                      profile: str | None = None) -> Principal:
         meta = tenant.get("metadata") or {}
         spec = tenant.get("spec") or {}
         return Principal(
             tenant=str(meta.get("name")),
-            namespace=tenant_namespace(tenant, self.namespace_prefix),
+            namespace=namespace_of(tenant, self.namespace_prefix),
             role=str(spec.get("role") or "user"),
             via=via,
             username=username,
+            profile=profile,
             tenant_obj=tenant,
         )
 
@@ -113,10 +119,10 @@ class Authenticator:
         stamp = (self.tenants.generation, self.secrets.generation + len(self._fetched))
         if stamp == self._built_at:
             return
-        key_map: dict[str, str] = {}
+        key_map: dict[str, tuple[str, str | None]] = {}
         for tenant in self.tenants.list():
             tname = str((tenant.get("metadata") or {}).get("name"))
-            tns = tenant_namespace(tenant, self.namespace_prefix)
+            tns = namespace_of(tenant, self.namespace_prefix)
             for ref in (tenant.get("spec") or {}).get("apiKeys") or []:
                 if not isinstance(ref, Mapping) or not ref.get("name"):
                     continue
@@ -125,7 +131,7 @@ class Authenticator:
                     continue
                 digest = _decode_secret_value(secret, str(ref.get("key") or "sha256"))
                 if digest:
-                    key_map[digest] = tname
+                    key_map[digest] = (tname, str(ref["profile"]) if ref.get("profile") else None)
         self._key_map = key_map
         self._built_at = stamp
 
@@ -137,7 +143,7 @@ class Authenticator:
                 return
             self._last_fetch = now
             for tenant in self.tenants.list():
-                tns = tenant_namespace(tenant, self.namespace_prefix)
+                tns = namespace_of(tenant, self.namespace_prefix)
                 for ref in (tenant.get("spec") or {}).get("apiKeys") or []:
                     if not isinstance(ref, Mapping) or not ref.get("name"):
                         continue
@@ -155,20 +161,20 @@ class Authenticator:
     async def by_api_key(self, key: str) -> Principal | None:
         digest = hash_api_key(key)
         self._rebuild()
-        tenant_name = self._lookup(digest)
-        if tenant_name is None:
+        found = self._lookup(digest)
+        if found is None:
             await self._fetch_missing_secrets()
             self._rebuild()
-            tenant_name = self._lookup(digest)
-        if tenant_name is None:
+            found = self._lookup(digest)
+        if found is None:
             return None
-        tenant = self.tenants.get(tenant_name)
-        return self.principal_for(tenant, via="api-key") if tenant is not None else None
+        tenant = self.tenants.get(found[0])
+        return self.principal_for(tenant, via="api-key", profile=found[1]) if tenant is not None else None
 
-    def _lookup(self, digest: str) -> str | None:
-        for known, tenant in self._key_map.items():
+    def _lookup(self, digest: str) -> tuple[str, str | None] | None:
+        for known, entry in self._key_map.items():
             if hmac.compare_digest(known, digest):
-                return tenant
+                return entry
         return None
 
     # ------------------------------------------------------------------ bearer tokens
@@ -209,7 +215,7 @@ class Authenticator:
             if len(parts) == 4:
                 sa_ns, sa_name = parts[2], parts[3]
         for tenant in sorted(self.tenants.list(), key=lambda t: str((t.get("metadata") or {}).get("name"))):
-            tns = tenant_namespace(tenant, self.namespace_prefix)
+            tns = namespace_of(tenant, self.namespace_prefix)
             for subject in (tenant.get("spec") or {}).get("subjects") or []:
                 kind, name = subject.get("kind"), subject.get("name")
                 if kind == "User" and name == username:

@@ -1,4 +1,4 @@
-"""FastAPI dependencies as ``Annotated`` aliases: ``State``, ``CurrentUser``, ``Cluster``, ``TaskCache`` …"""
+"""FastAPI dependencies as ``Annotated`` aliases: ``State``, ``CurrentUser``, ``Compat``, ``TaskCache`` …"""
 
 from __future__ import annotations
 
@@ -8,7 +8,9 @@ from fastapi import Depends, Request
 
 from kubetask.api.auth import Principal
 from kubetask.api.state import AppState
-from kubetask.core.rest import RestError, tenant_limits
+from kubetask.core.rest.errors import RestError
+from kubetask.core.rest.profiles import CANONICAL, PROFILE_HEADER, PROFILES, ROOT_PATH_PROFILE, Profile, profile_named
+from kubetask.core.tenants import tenant_limits
 from kubetask.kube.cache import Informer
 from kubetask.kube.client import KubeClient
 
@@ -41,12 +43,33 @@ Cluster = Annotated[KubeClient, Depends(get_cluster)]
 TaskCache = Annotated[Informer, Depends(get_task_cache)]
 
 
-async def queued_as_pending(request: Request) -> bool:
-    """True on seed 004's root paths, whose status vocabulary has no ``queued``."""
-    return bool(getattr(request.state, "queued_as_pending", False))
+def chosen_profile(request: Request, principal: Principal | None = None) -> Profile:
+    """The request's compatibility profile: ``X-Compat-Profile``, else the API key's pinned profile, else the
+    path's (the Task Manager API's root paths), else canonical.  An unknown header value is a 422."""
+    header = request.headers.get(PROFILE_HEADER.lower())
+    if header is not None and header.strip():
+        profile = profile_named(header)
+        if profile is None:
+            raise RestError(422, "UNKNOWN_PROFILE", f"{PROFILE_HEADER}: unknown profile {header.strip()!r}; use "
+                            f"one of {', '.join(PROFILES)}", field=PROFILE_HEADER)
+    else:
+        profile = (profile_named(principal.profile) if principal is not None else None) or path_profile(request)
+    request.state.profile = profile  # the error handlers answer in its error style
+    return profile
 
 
-Seed004 = Annotated[bool, Depends(queued_as_pending)]
+def path_profile(request: Request) -> Profile:
+    """The profile a path implies: the Task Manager API's on the root paths (no ``/api/v1``)."""
+    return CANONICAL if request.url.path.startswith("/api/") else ROOT_PATH_PROFILE
+
+
+async def request_profile(request: Request, user: CurrentUser) -> Profile:
+    return chosen_profile(request, user)
+
+
+async def anonymous_profile(request: Request) -> Profile:
+    """:func:`chosen_profile` for endpoints that need no credentials."""
+    return chosen_profile(request)
 
 _UNAUTHORIZED_HEADERS = {"WWW-Authenticate": 'Bearer realm="kubetask", ApiKey header="X-API-Key"'}
 
@@ -84,6 +107,7 @@ async def current_user(request: Request, state: State) -> Principal:
                         headers=_UNAUTHORIZED_HEADERS)
     apply_rate_limit(request, state, principal)
     request.state.principal = principal
+    chosen_profile(request, principal)
     return principal
 
 
@@ -103,6 +127,9 @@ def apply_rate_limit(request: Request, state: AppState, principal: Principal) ->
 
 
 CurrentUser = Annotated[Principal, Depends(current_user)]
+Compat = Annotated[Profile, Depends(request_profile)]
+"""The compatibility profile of an authenticated request (see :func:`chosen_profile`)."""
+AnonymousCompat = Annotated[Profile, Depends(anonymous_profile)]
 
 
 async def admin_user(user: CurrentUser) -> Principal:

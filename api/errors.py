@@ -1,6 +1,7 @@
-"""One error body everywhere: ``{"detail", "code", "request_id", "timestamp"}`` (+ ``field``/``errors`` on 422).
+"""One error body everywhere: ``{"detail", "code", "request_id", "timestamp"}`` (+ ``field``/``errors`` on 422),
+or the Task Manager API's ``{"error": {code, message, details}, timestamp, request_id}`` under its profile.
 
-Refusals raised by the pure core (:class:`kubetask.core.rest.RestError`), FastAPI's
+Refusals raised by the pure core (:class:`kubetask.core.rest.errors.RestError`), FastAPI's
 own validation errors, Starlette's HTTP errors and apiserver refusals
 (:class:`kubetask.kube.client.ApiError`) all end up in that shape with the right
 status code.  The apiserver's ``admission webhook "…" denied the request:``
@@ -9,6 +10,7 @@ prefix is stripped, so REST and kubectl users read the same message.
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import uuid
@@ -21,7 +23,9 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from kubetask.core.rest import RestError, time_now_iso
+from kubetask.core.rest.errors import RestError
+from kubetask.core.rest.profiles import CANONICAL, Profile
+from kubetask.core.times import now_iso
 from kubetask.kube.client import ApiError
 
 log = logging.getLogger(__name__)
@@ -63,17 +67,43 @@ def error_body(
     field: str | None = None,
     errors: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
+    """The error body in the request's profile's style: ``{detail, code, request_id, timestamp}`` (+ ``field``,
+    ``errors``), or the Task Manager API's ``{error: {code, message, details}, timestamp, request_id}``."""
+    code = code or _STATUS_CODES.get(status, "ERROR")
+    profile: Profile = getattr(request.state, "profile", None) or CANONICAL
+    if profile.error_style == "error":
+        details: dict[str, Any] = {}
+        if field is not None:
+            details["field"] = field
+            details["reason"] = detail
+        if errors is not None:
+            details["errors"] = errors
+        return {"error": {"code": code, "message": detail, "details": details},
+                "timestamp": now_iso(), "request_id": request_id_of(request)}
     body: dict[str, Any] = {
         "detail": detail,
-        "code": code or _STATUS_CODES.get(status, "ERROR"),
+        "code": code,
         "request_id": request_id_of(request),
-        "timestamp": time_now_iso(),
+        "timestamp": now_iso(),
     }
     if field is not None:
         body["field"] = field
     if errors is not None:
         body["errors"] = errors
     return body
+
+
+def malformed_json(request: Request) -> RestError:
+    """A 400 saying where the request body stops being JSON (the parser's message, line and column)."""
+    raw = b"".join(getattr(request.state, "received_body", None) or [])
+    try:
+        json.loads(raw.decode("utf-8", errors="replace") or "")
+    except json.JSONDecodeError as error:
+        return RestError(400, "MALFORMED_JSON", f"the request body is not valid JSON: {error.msg} at line "
+                         f"{error.lineno}, column {error.colno}", field="body",
+                         errors=[{"field": "body", "message": error.msg, "line": error.lineno,
+                                  "column": error.colno}])
+    return RestError(400, "MALFORMED_JSON", "the request body is not valid JSON", field="body")
 
 
 def error_response(
@@ -158,6 +188,10 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
+        if any(err.get("type") == "json_invalid" for err in exc.errors()):
+            problem = malformed_json(request)
+            return error_response(request, problem.status, problem.detail, problem.code, field=problem.field,
+                                  errors=problem.errors)
         errors = []
         for err in exc.errors():
             loc = err.get("loc") or ()

@@ -1,7 +1,8 @@
 """Response and request models of ``/workers``, ``/search``, ``/dashboard``, ``/analytics``, ``/alerts``
-and ``/resilience`` (seed 003), with examples.
+and ``/resilience`` (the Distributed Task Queue System API), with examples.
 
-Bodies are built by :mod:`kubetask.core.workers` and :mod:`kubetask.core.insights`; like
+Bodies are built by :mod:`kubetask.core.rest.workers`, :mod:`kubetask.core.rest.insights` and
+:mod:`kubetask.core.rest.alerts`; like
 :mod:`kubetask.api.schemas`, these models document the shapes (extra fields are allowed).
 """
 

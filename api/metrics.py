@@ -9,13 +9,14 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from kubetask.core.rest import PUBLIC_STATUSES, parse_time, public_status
+from kubetask.core.phases import PUBLIC_STATUSES, public_status
+from kubetask.core.times import parse_time
 
 PROCESSING_BUCKETS = (1.0, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0)
 
 
 class TaskCollector(Collector):
-    """``kubetask_api_tasks{status}``, ``kubetask_api_queue_depth`` and seed 004's
+    """``kubetask_api_tasks{status}``, ``kubetask_api_queue_depth`` and the Task Manager API's
     ``task_manager_tasks_total{status}`` and ``task_manager_processing_time_seconds`` (histogram of the
     finished tasks' run times), computed from the watch cache at scrape time."""
 
@@ -34,7 +35,7 @@ class TaskCollector(Collector):
                     durations.append(seconds)
         phases = GaugeMetricFamily("kubetask_api_tasks", "Tasks in the API's cache by public status",
                                    labels=["status"])
-        legacy = GaugeMetricFamily("task_manager_tasks_total", "Tasks by status (seed 004 name)",
+        legacy = GaugeMetricFamily("task_manager_tasks_total", "Tasks by status (the Task Manager API name)",
                                    labels=["status"])
         for status, count in counts.items():
             phases.add_metric([status], count)
@@ -45,7 +46,7 @@ class TaskCollector(Collector):
         depth.add_metric([], counts["pending"] + counts["queued"])
         yield depth
         processing = HistogramMetricFamily("task_manager_processing_time_seconds",
-                                           "Task processing time, start to finish (seed 004 name)")
+                                           "Task processing time, start to finish (the Task Manager API name)")
         buckets = [(str(bound), float(sum(1 for d in durations if d <= bound))) for bound in PROCESSING_BUCKETS]
         buckets.append(("+Inf", float(len(durations))))
         processing.add_metric([], buckets, sum_value=sum(durations))

@@ -20,6 +20,7 @@ from typing import Any
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from kubetask.api.metrics import ApiMetrics
+from kubetask.core.rest.profiles import CANONICAL, ROOT_PATH_PROFILE, profile_named
 
 _VALID_RID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
@@ -66,8 +67,13 @@ class RequestContextMiddleware:
         rid = incoming if incoming and _VALID_RID.match(incoming) else f"req_{uuid.uuid4().hex}"
         state["request_id"] = rid
         path: str = scope.get("path", "")
-        # Seed 004 speaks at the root (no /api/v1) and knows no "queued": answer it in its words.
-        state["queued_as_pending"] = not path.startswith("/api/")
+        # Until the request's profile is known (X-Compat-Profile, the API key), errors answer in the path's:
+        # the Task Manager API speaks at the root (no /api/v1).
+        state["profile"] = CANONICAL if path.startswith("/api/") else ROOT_PATH_PROFILE
+        for name, value in scope.get("headers") or []:
+            if name == b"x-compat-profile":
+                state["profile"] = profile_named(value.decode("latin-1")) or state["profile"]
+                break
         started = time.perf_counter()
         status_holder = {"code": 500}
 
@@ -84,8 +90,17 @@ class RequestContextMiddleware:
                 message["headers"] = headers
             await send(message)
 
+        received: list[bytes] = []
+        state["received_body"] = received  # what the app read: the error handler locates malformed JSON in it
+
+        async def receive_wrapper() -> Message:
+            message = await receive()
+            if message["type"] == "http.request" and message.get("body"):
+                received.append(message["body"])
+            return message
+
         try:
-            await self.app(scope, receive, send_wrapper)
+            await self.app(scope, receive_wrapper if scope.get("method") in _BODY_METHODS else receive, send_wrapper)
         finally:
             route = scope.get("route")
             template = getattr(route, "path", None) or "unmatched"

@@ -1,9 +1,10 @@
 """Request and response models: what ``/docs`` and ``/redoc`` show, with examples.
 
-Request models accept every seed's field names (and keep unknown fields, so the
-pure core can name what it refuses).  Responses are built by
-:mod:`kubetask.core.rest` and described here; the routes return them as JSON
-directly, so these models document rather than filter.
+Request models accept every compatible API's field names (and keep unknown fields, so the
+pure core can name what it refuses).  Responses are built by :mod:`kubetask.core.rest`;
+the public task (:class:`~kubetask.core.rest.shapes.TaskPublic`) is ONE model, built by
+the core and declared here, so what ``/docs`` shows is what the API sends.  The other
+response models document the bodies the core builds.
 """
 
 from __future__ import annotations
@@ -11,7 +12,11 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, StrictStr
+from pydantic import BaseModel, ConfigDict, Field, RootModel, StrictFloat, StrictInt, StrictStr
+
+from kubetask.core.rest.shapes import ExecutionPublic, ResourceUsage, TaskPublic
+
+__all__ = ["ExecutionPublic", "ResourceUsage", "TaskPublic"]  # re-exported: the API's response models
 
 # --------------------------------------------------------------------------- errors
 
@@ -38,6 +43,24 @@ class ErrorResponse(BaseModel):
     }]})
 
 
+class TaskManagerErrorDetail(BaseModel):
+    code: str
+    message: str
+    details: dict[str, Any] = Field(default_factory=dict, description="field, reason, errors when known")
+
+
+class TaskManagerError(BaseModel):
+    """The error body under the ``taskmanager`` profile (the Task Manager API's own format)."""
+
+    error: TaskManagerErrorDetail
+    timestamp: str
+    request_id: str
+
+
+class AnyErrorResponse(RootModel[ErrorResponse | TaskManagerError]):
+    """:class:`ErrorResponse`, or :class:`TaskManagerError` under the ``taskmanager`` profile."""
+
+
 def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
     descriptions = {
         400: "Bad request (e.g. too many pending tasks)", 401: "Missing or invalid credentials",
@@ -45,7 +68,10 @@ def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
         409: "Conflict with the task's state", 422: "Validation error naming the field",
         429: "Rate limited (see X-RateLimit-* and Retry-After)", 503: "Kubernetes or admission unavailable",
     }
-    return {c: {"model": ErrorResponse, "description": descriptions.get(c, "Error")} for c in codes}
+    # The explicit JSON content documents the error body on text routes too (logs, CSV, metrics).
+    return {c: {"model": AnyErrorResponse, "description": descriptions.get(c, "Error"),
+                "content": {"application/json": {"schema": {"$ref": "#/components/schemas/AnyErrorResponse"}}}}
+            for c in codes}
 
 
 # --------------------------------------------------------------------------- tasks: requests
@@ -69,7 +95,7 @@ class ResourcesIn(BaseModel):
 
 
 class TaskCreate(BaseModel):
-    """A task in any seed's dialect. Say what runs with ONE of: ``template`` (+ ``parameters``),
+    """A task in any compatible API's dialect. Say what runs with ONE of: ``template`` (+ ``parameters``),
     ``task_type`` (+ ``model_name`` + ``input_data``), ``script_content`` (+ ``script_type``), ``image``
     (+ ``command``/``args``), or a ``task_name`` that names a TaskTemplate (or one of its aliases)."""
 
@@ -90,11 +116,12 @@ class TaskCreate(BaseModel):
 
     name: str | None = Field(default=None, min_length=1, max_length=255, description="Display name (1-255).")
     task_name: str | None = Field(default=None, min_length=1, max_length=255,
-                                  description="Seed 003: names the task; a TaskTemplate of that name/alias runs.")
+                                  description="The Distributed Task Queue System API: names the task; a "
+                                              "TaskTemplate of that name/alias runs.")
     description: str | None = None
     template: str | TemplateRefIn | None = Field(default=None, description="TaskTemplate name.")
     parameters: dict[str, Any] | None = Field(default=None, description="Template (or model) parameters.")
-    task_type: str | None = Field(default=None, description="Seed 004 task type, e.g. text_generation.")
+    task_type: str | None = Field(default=None, description="The Task Manager API task type, e.g. text_generation.")
     model_name: str | None = None
     input_data: Any = None
     script_content: str | None = Field(default=None, description="Script source, at most 1 MiB.")
@@ -152,7 +179,7 @@ class PriorityUpdate(BaseModel):
 
 
 class CompletionReport(BaseModel):
-    """The completion callback body (seed 000's TaskResult, or any ``result``)."""
+    """The completion callback body (the OmoiOS task-queue API's TaskResult, or any ``result``)."""
 
     model_config = ConfigDict(extra="allow", json_schema_extra={"examples": [
         {"status": "completed", "summary": "Report generated", "files_changed": ["report.csv"]},
@@ -169,86 +196,6 @@ class CompletionReport(BaseModel):
 # --------------------------------------------------------------------------- tasks: responses
 
 
-class ExecutionPublic(BaseModel):
-    model_config = ConfigDict(extra="allow")
-    id: str
-    execution_id: str
-    task_id: str | None = None
-    status: str
-    started_at: str | None = None
-    completed_at: str | None = None
-    duration_seconds: float | None = None
-    exit_code: int | None = None
-    reason: str | None = None
-    message: str | None = None
-    worker_id: str | None = None
-    job_name: str | None = None
-    pod_name: str | None = None
-
-
-class ResourceUsage(BaseModel):
-    model_config = ConfigDict(extra="allow")
-    gpus: int | None = None
-    gpu_type: str | None = None
-    gpu_seconds: float | None = None
-    gpu_hours: float | None = None
-    duration_seconds: float | None = None
-    model_name: str | None = None
-    inference_time_seconds: float | None = None
-
-
-class TaskPublic(BaseModel):
-    """A task as every seed sees it: ``id`` and ``task_id``, ``name`` and ``task_name``, lowercase ``status``."""
-
-    model_config = ConfigDict(extra="allow", json_schema_extra={"examples": [{
-        "id": "data-processing-scr-1a2b3c4d", "task_id": "data-processing-scr-1a2b3c4d",
-        "name": "Data Processing Script", "task_name": "Data Processing Script", "status": "completed",
-        "priority": 8, "queue_name": "default", "user_id": "alice", "template": None, "parameters": None,
-        "task_type": None, "model_name": None, "depends_on": [], "tags": ["data", "processing"],
-        "created_at": "2025-07-03T10:00:00Z", "started_at": "2025-07-03T10:00:05Z",
-        "completed_at": "2025-07-03T10:00:20Z", "worker_id": "gpu-node-1", "retry_count": 0,
-        "max_retries": 0, "queue_position": None, "estimated_completion": "2025-07-03T10:00:20Z",
-        "result": {"rows": 1200}, "resource_usage": {"gpus": 0, "gpu_seconds": 0, "duration_seconds": 15.0},
-    }]})
-
-    id: str
-    task_id: str
-    name: str
-    task_name: str
-    description: str | None = None
-    status: str = Field(description="pending | queued | running | completed | failed | cancelled")
-    priority: int
-    queue_name: str
-    user_id: str | None = None
-    template: str | None = None
-    parameters: dict[str, Any] | None = None
-    task_type: str | None = None
-    model_name: str | None = None
-    script_type: str | None = None
-    task_args: list[Any] = Field(default_factory=list)
-    task_kwargs: dict[str, Any] = Field(default_factory=dict)
-    depends_on: list[str] = Field(default_factory=list)
-    tags: list[str] = Field(default_factory=list)
-    metadata: dict[str, Any] = Field(default_factory=dict)
-    annotations: dict[str, str] = Field(default_factory=dict)
-    timeout_seconds: int | None = None
-    max_retries: int = 0
-    retry_count: int = 0
-    scheduled_at: str | None = None
-    created_at: str | None = None
-    started_at: str | None = None
-    completed_at: str | None = None
-    cancelled_at: str | None = None
-    worker_id: str | None = Field(default=None, description="The node the task ran on.")
-    queue_position: int | None = None
-    estimated_start_time: str | None = None
-    estimated_completion: str | None = None
-    waiting_reason: str | None = Field(default=None, description="Why the task is not running yet.")
-    result: Any = None
-    error: str | None = None
-    resource_usage: ResourceUsage | None = None
-
-
 class TaskList(BaseModel):
     """The list envelope (``?format=array`` returns just the array)."""
 
@@ -260,7 +207,8 @@ class TaskList(BaseModel):
     pages: int
     has_more: bool
     tasks: list[TaskPublic]
-    data: list[TaskPublic] = Field(description="Same items as ``tasks`` (seed 003's generic envelope).")
+    data: list[TaskPublic] = Field(description="Same items as ``tasks`` (the Distributed Task Queue System "
+                                               "API's generic envelope).")
 
 
 class TaskCancelled(BaseModel):
@@ -337,15 +285,11 @@ class CompletionAccepted(BaseModel):
     status: str
 
 
-class StatusGroups(BaseModel):
-    """Seed 002's tasks grouped by status."""
+class StatusGroups(RootModel[dict[str, list[TaskPublic]]]):
+    """Tasks grouped by status: one key per status word of the profile, each a list (newest first).
 
-    pending: list[TaskPublic]
-    queued: list[TaskPublic]
-    running: list[TaskPublic]
-    completed: list[TaskPublic]
-    failed: list[TaskPublic]
-    cancelled: list[TaskPublic]
+    canonical: ``pending, queued, running, completed, failed, cancelled``; the AI Task Orchestra API
+    (``orchestra``): ``queued, running, completed, failed, cancelled``; ``dtq``: upper case."""
 
 
 # --------------------------------------------------------------------------- queue and limits
@@ -375,7 +319,7 @@ class LimitValues(BaseModel):
 
 
 class QueueStatus(BaseModel):
-    """Seed 000's QueueStatus, plus each waiting task's position and estimated start."""
+    """The OmoiOS task-queue API's QueueStatus, plus each waiting task's position and estimated start."""
 
     model_config = ConfigDict(extra="allow", json_schema_extra={"examples": [{
         "user_id": "alice", "running": 2, "pending": 3, "max_concurrent": 4, "max_pending": 50,
@@ -399,7 +343,7 @@ class QueueStatus(BaseModel):
 
 
 class UserLimits(BaseModel):
-    """Seed 000's UserLimits, plus kubetask's limit names and usage."""
+    """The OmoiOS task-queue API's UserLimits, plus kubetask's limit names and usage."""
 
     model_config = ConfigDict(extra="allow")
     user_id: str

@@ -392,10 +392,13 @@ HF_PACKAGES = {
     "image_to_text": "transformers==4.47.1 accelerate==1.2.1 pillow==11.0.0",
 }
 HF_DESCRIPTIONS = {
-    "text_generation": "LLM text generation with a Hugging Face model (seed 004 task_type text_generation)",
-    "image_generation": "Stable Diffusion image creation with diffusers (seed 004 task_type image_generation)",
-    "text_to_speech": "Text-to-speech audio generation (seed 004 task_type text_to_speech)",
-    "image_to_text": "Image captioning / OCR with a Hugging Face model (seed 004 task_type image_to_text)",
+    "text_generation": "LLM text generation with a Hugging Face model "
+                       "(the Task Manager API's task_type text_generation)",
+    "image_generation": "Stable Diffusion image creation with diffusers "
+                        "(the Task Manager API's task_type image_generation)",
+    "text_to_speech": "Text-to-speech audio generation (the Task Manager API's task_type text_to_speech)",
+    "image_to_text": "Image captioning / OCR with a Hugging Face model "
+                     "(the Task Manager API's task_type image_to_text)",
 }
 HF_INPUT_DOCS = {
     "text_generation": "{prompt, max_new_tokens?, temperature?, top_p?, do_sample?}",

@@ -12,18 +12,14 @@ from kubetask.api.auth import Principal
 from kubetask.api.errors import problem_from_api_error
 from kubetask.api.state import AppState
 from kubetask.core.admission import count_pending
-from kubetask.core.rest import (
-    RestError,
-    TaskQuery,
-    TaskRow,
-    encode_json,
-    generate_task_id,
-    match_rows,
-    not_found,
-    query_key,
-    task_public,
-)
-from kubetask.kube.client import TASKS, ApiError, Obj
+from kubetask.core.objects import Obj
+from kubetask.core.phases import WAITING_PHASES, task_phase
+from kubetask.core.rest.errors import RestError, not_found
+from kubetask.core.rest.intake import generate_task_id
+from kubetask.core.rest.present import task_public
+from kubetask.core.rest.profiles import Profile, uid_in
+from kubetask.core.rest.query import TaskQuery, TaskRow, encode_json, match_rows, query_key
+from kubetask.kube.client import TASKS, ApiError
 
 
 class FastJSON(JSONResponse):
@@ -34,7 +30,7 @@ class FastJSON(JSONResponse):
 
 
 class RawJSON(Response):
-    """A body already encoded with :func:`~kubetask.core.rest.encode_json` (e.g. from precomputed rows)."""
+    """A body already encoded with :func:`~kubetask.core.rest.query.encode_json` (e.g. from precomputed rows)."""
 
     media_type = "application/json"
 
@@ -49,15 +45,62 @@ def visible(user: Principal, obj: Mapping[str, Any]) -> bool:
     return owner in (None, "", user.tenant)
 
 
-def find_task(state: AppState, user: Principal, task_id: str) -> Obj:
-    """The task ``task_id`` if the caller may see it; 404 otherwise (also for other users' tasks)."""
+def _uid_index(state: AppState, user: Principal) -> dict[str, Obj]:
+    """``{uid: task}`` of the caller's tasks (every task for an admin), rebuilt only when one of them changes."""
+    if user.is_admin:
+        version: tuple[Any, ...] = ("uid", "*", state.tasks.generation)
+    else:
+        version = ("uid", user.namespace, state.tasks.index_stamp("namespace", user.namespace))
+    index: dict[str, Obj] = state.task_queries.get(version, lambda: {
+        str(uid).lower(): o for o in user_tasks(state, user) if (uid := (o.get("metadata") or {}).get("uid"))})
+    return index
+
+
+def lookup_task(state: AppState, user: Principal, task_id: str) -> Obj | None:
+    """The task ``task_id`` names (its uid, ``task_<uid>``, or its Kubernetes name) if the caller may see it,
+    from the watch cache."""
+    uid = uid_in(task_id)
+    if uid is not None:
+        found = _uid_index(state, user).get(uid)
+        if found is not None and visible(user, found):
+            return found
+        return None
     obj = state.tasks.get(task_id, user.namespace)
     if obj is not None and visible(user, obj):
         return obj
     if user.is_admin:
         for candidate in state.tasks.by_index("name", task_id):
             return candidate
-    raise not_found(task_id)
+    return None
+
+
+def find_task(state: AppState, user: Principal, task_id: str) -> Obj:
+    """:func:`lookup_task`, or a 404 (also for other users' tasks: an outsider learns nothing)."""
+    obj = lookup_task(state, user, task_id)
+    if obj is None:
+        raise not_found(task_id)
+    return obj
+
+
+def callback_candidates(state: AppState, task_id: str) -> list[Obj]:
+    """Every cached task that ``task_id`` (a name or a uid) may name, in any namespace: the completion callback
+    checks each one's token."""
+    uid = uid_in(task_id)
+    if uid is None:
+        return state.tasks.by_index("name", task_id)
+    return [o for o in state.tasks.list() if str((o.get("metadata") or {}).get("uid") or "").lower() == uid]
+
+
+def not_started(obj: Mapping[str, Any]) -> bool:
+    """Waiting and never run: what an update may still change (what runs included)."""
+    return task_phase(obj) in WAITING_PHASES and not (obj.get("status") or {}).get("executions") \
+        and not (obj.get("spec") or {}).get("cancel")
+
+
+def nodes_of(state: AppState) -> list[Obj]:
+    """The cached Nodes (empty until the node cache has synced)."""
+    nodes = state.informers.informers.get("nodes")
+    return nodes.list() if nodes is not None and nodes.synced else []
 
 
 def user_tasks(state: AppState, user: Principal, *, all_users: bool | None = None) -> list[Obj]:
@@ -104,8 +147,8 @@ def tenant_of(state: AppState, user: Principal) -> Mapping[str, Any]:
     return state.tenants.get(user.tenant) or user.tenant_obj
 
 
-def present(obj: Mapping[str, Any], queued_as_pending: bool) -> Obj:
-    return task_public(obj, queued_as_pending=queued_as_pending)
+def present(obj: Mapping[str, Any], profile: Profile, *, warnings: list[str] | None = None) -> Obj:
+    return task_public(obj, profile, warnings=warnings)
 
 
 async def create_task_object(

@@ -1,4 +1,4 @@
-"""``/dashboard``: seed 003's system statistics and worker grid, from the watch caches."""
+"""``/dashboard``: the Distributed Task Queue System API's system statistics and worker grid, from the watch caches."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from kubetask.api.insights_schemas import DashboardStats, WorkerGrid
 from kubetask.api.routes.common import FastJSON, user_tasks
 from kubetask.api.routes.workers import NodeCache, PodCache, gpu_keys
 from kubetask.api.schemas import error_responses
-from kubetask.core.insights import dashboard_stats, worker_grid
+from kubetask.core.rest.insights import dashboard_stats, worker_grid
 
 router = APIRouter(prefix="/dashboard", tags=["dashboard"])
 

@@ -1,4 +1,5 @@
-"""``/analytics/trends``, ``/alerts`` and ``/resilience``: seed 003's monitoring and resilience APIs.
+"""``/analytics/trends``, ``/alerts`` and ``/resilience``: the Distributed Task Queue System API's monitoring and
+resilience APIs.
 
 Everything is computed from the watch caches at request time.  The only state
 kubetask keeps for these lives in Kubernetes ConfigMaps, so it survives restarts:
@@ -35,8 +36,7 @@ from kubetask.api.routes.system import _apiserver_ok
 from kubetask.api.routes.workers import NodeCache, PodCache, gpu_keys
 from kubetask.api.schemas import error_responses
 from kubetask.api.state import AppState
-from kubetask.core.insights import (
-    MAX_TREND_HOURS,
+from kubetask.core.rest.alerts import (
     SEVERITIES,
     Check,
     ack_record,
@@ -48,11 +48,12 @@ from kubetask.core.insights import (
     parse_records,
     prune_expired,
     resilience_summary,
-    trends,
     validate_service_name,
     webhook_check,
 )
-from kubetask.core.rest import RestError, format_time, invalid, utcnow
+from kubetask.core.rest.errors import RestError, invalid
+from kubetask.core.rest.insights import MAX_TREND_HOURS, trends
+from kubetask.core.times import format_time, utcnow
 from kubetask.kube.client import CONFIGMAPS, LEASES, ApiError, KubeClient, Obj, Resource
 from kubetask.settings import OperatorSettings
 

@@ -1,8 +1,9 @@
-"""``/search``: seed 003's advanced search, filter presets and CSV export, served from the task cache.
+"""``/search``: the Distributed Task Queue System API's advanced search, filter presets and CSV export, served from
+the task cache.
 
-The filters, sort and paging are :func:`kubetask.core.rest.make_query` /
-:func:`~kubetask.core.rest.query_tasks` (the same as ``GET /tasks``); ``task_name``
-and ``worker_id`` are matched by :mod:`kubetask.core.insights`.  A user sees only
+The filters, sort and paging are :func:`kubetask.core.rest.query.make_query` /
+:func:`~kubetask.core.rest.query.query_tasks` (the same as ``GET /tasks``); ``task_name``
+and ``worker_id`` are matched by :mod:`kubetask.core.rest.insights`.  A user sees only
 their own tasks (an admin: everyone's).
 """
 
@@ -15,13 +16,16 @@ from fastapi import APIRouter, Path, Query
 from fastapi.responses import Response
 
 from kubetask.api.auth import Principal
-from kubetask.api.deps import CurrentUser, Seed004, State, TaskCache
+from kubetask.api.deps import Compat, CurrentUser, State, TaskCache
 from kubetask.api.insights_schemas import PresetList, PresetResult, SearchResult
 from kubetask.api.routes.common import FastJSON, present, user_tasks
 from kubetask.api.schemas import error_responses
 from kubetask.api.state import AppState
-from kubetask.core.insights import PRESETS, apply_preset, presets_public, ran_on, task_name_matches, tasks_csv
-from kubetask.core.rest import MAX_LIMIT, RestError, TaskQuery, list_envelope, make_query, query_tasks, utcnow
+from kubetask.core.rest.errors import RestError
+from kubetask.core.rest.insights import PRESETS, apply_preset, presets_public, ran_on, task_name_matches, tasks_csv
+from kubetask.core.rest.profiles import Profile
+from kubetask.core.rest.query import MAX_LIMIT, TaskQuery, list_envelope, make_query, query_tasks
+from kubetask.core.times import utcnow
 
 router = APIRouter(prefix="/search", tags=["search"])
 
@@ -40,14 +44,14 @@ OffsetQ = Annotated[int | None, Query(ge=0)]
 
 
 def _search(
-    state: AppState, user: Principal, seed004: bool, *, status: Sequence[str] | None, priority: str | None,
+    state: AppState, user: Principal, profile: Profile, *, status: Sequence[str] | None, priority: str | None,
     task_name: str | None, worker_id: str | None, created_after: str | None, created_before: str | None,
     search: str | None, queue_name: str | None, sort_by: str | None, sort_order: str | None,
     limit: int | None, offset: int | None, page: int | None, export_rows: int | None = None,
 ) -> tuple[int, list[Mapping[str, Any]], TaskQuery]:
     q = make_query(status=status, priority=priority, queue_name=queue_name, created_after=created_after,
                    created_before=created_before, search=search, sort_by=sort_by, sort_order=sort_order,
-                   limit=None if export_rows else limit, offset=offset, page=page, queued_as_pending=seed004)
+                   limit=None if export_rows else limit, offset=offset, page=page)
     if export_rows:
         q.limit = export_rows  # CSV export: every match up to its own cap, not one page
     objs: list[Mapping[str, Any]] = list(user_tasks(state, user))
@@ -62,7 +66,7 @@ def _search(
 @router.get("/tasks", name="tasks", response_model=SearchResult, responses=error_responses(401, 422, 429, 503),
             summary="Advanced task search")
 async def search_tasks(
-    user: CurrentUser, state: State, tasks: TaskCache, seed004: Seed004,
+    user: CurrentUser, state: State, tasks: TaskCache, profile: Compat,
     status: StatusQ = None, priority: PriorityQ = None, task_name: TaskNameQ = None, worker_id: WorkerQ = None,
     created_after: DateQ = None, created_before: DateQ = None, search: SearchQ = None,
     queue_name: str | None = None,
@@ -70,13 +74,13 @@ async def search_tasks(
     sort_order: Annotated[str | None, Query(description="asc or desc")] = None,
     limit: LimitQ = None, offset: OffsetQ = None, page: Annotated[int | None, Query(ge=1)] = None,
 ) -> Response:
-    """Seed 003: ``?status=FAILED&created_after=2026-01-24&search=payment&limit=50`` ->
+    """The Distributed Task Queue System API: ``?status=FAILED&created_after=2026-01-24&search=payment&limit=50`` ->
     ``{total, limit, offset, tasks}``."""
-    total, items, q = _search(state, user, seed004, status=status, priority=priority, task_name=task_name,
+    total, items, q = _search(state, user, profile, status=status, priority=priority, task_name=task_name,
                               worker_id=worker_id, created_after=created_after, created_before=created_before,
                               search=search, queue_name=queue_name, sort_by=sort_by, sort_order=sort_order,
                               limit=limit, offset=offset, page=page)
-    return FastJSON(list_envelope(total, q, [present(o, seed004) for o in items]))
+    return FastJSON(list_envelope(total, q, [present(o, profile) for o in items]))
 
 
 @router.get("/presets", name="presets", response_model=PresetList, responses=error_responses(401, 429, 503),
@@ -90,7 +94,7 @@ async def list_presets(user: CurrentUser) -> Response:
 @router.get("/presets/{name}", name="apply-preset", response_model=PresetResult,
             responses=error_responses(401, 404, 422, 429, 503), summary="Apply a filter preset")
 async def apply_preset_route(
-    user: CurrentUser, state: State, tasks: TaskCache, seed004: Seed004,
+    user: CurrentUser, state: State, tasks: TaskCache, profile: Compat,
     name: Annotated[str, Path(max_length=100, description="A preset name from GET /search/presets")],
     limit: LimitQ = None, offset: OffsetQ = None,
 ) -> Response:
@@ -98,10 +102,10 @@ async def apply_preset_route(
     if preset is None:
         raise RestError(404, "PRESET_NOT_FOUND",
                         f"no preset {name!r}; use one of {', '.join(PRESETS)}")
-    q = make_query(sort_by=preset.sort_by, limit=limit, offset=offset, queued_as_pending=seed004)
+    q = make_query(sort_by=preset.sort_by, limit=limit, offset=offset)
     matched = apply_preset(preset, user_tasks(state, user), utcnow())
     total, items = query_tasks(matched, q)
-    body = list_envelope(total, q, [present(o, seed004) for o in items])
+    body = list_envelope(total, q, [present(o, profile) for o in items])
     body.update({"preset": preset.name, "description": preset.description, "filters": dict(preset.filters)})
     return FastJSON(body)
 
@@ -115,7 +119,7 @@ async def apply_preset_route(
     summary="Export searched tasks as CSV",
 )
 async def export_csv(
-    user: CurrentUser, state: State, tasks: TaskCache, seed004: Seed004,
+    user: CurrentUser, state: State, tasks: TaskCache, profile: Compat,
     status: StatusQ = None, priority: PriorityQ = None, task_name: TaskNameQ = None, worker_id: WorkerQ = None,
     created_after: DateQ = None, created_before: DateQ = None, search: SearchQ = None,
     queue_name: str | None = None, sort_by: str | None = None, sort_order: str | None = None,
@@ -125,12 +129,12 @@ async def export_csv(
     offset: OffsetQ = None,
 ) -> Response:
     """Same filters as ``/search/tasks``; every match (not one page) unless ``limit`` is given."""
-    total, items, _ = _search(state, user, seed004, status=status, priority=priority, task_name=task_name,
+    total, items, _ = _search(state, user, profile, status=status, priority=priority, task_name=task_name,
                               worker_id=worker_id, created_after=created_after, created_before=created_before,
                               search=search, queue_name=queue_name, sort_by=sort_by, sort_order=sort_order,
                               limit=None, offset=offset, page=None, export_rows=limit or MAX_EXPORT_ROWS)
     stamp = utcnow().strftime("%Y%m%dT%H%M%SZ")
     return Response(
-        tasks_csv(present(o, seed004) for o in items), media_type="text/csv; charset=utf-8",
+        tasks_csv(present(o, profile) for o in items), media_type="text/csv; charset=utf-8",
         headers={"Content-Disposition": f'attachment; filename="tasks-{stamp}.csv"', "X-Total-Count": str(total)},
     )

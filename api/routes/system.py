@@ -13,7 +13,8 @@ from kubetask.api.deps import State
 from kubetask.api.routes.common import FastJSON
 from kubetask.api.schemas import Health
 from kubetask.api.state import AppState
-from kubetask.core.rest import public_status, time_now_iso
+from kubetask.core.phases import public_status
+from kubetask.core.times import now_iso
 
 router = APIRouter(tags=["system"])
 
@@ -50,7 +51,7 @@ async def health(state: State) -> Response:
     healthy = api_ok and cache_ok
     body = {
         "status": "healthy" if healthy else "unhealthy",
-        "timestamp": time_now_iso(),
+        "timestamp": now_iso(),
         "version": __version__,
         "uptime": round(time.time() - state.started_at, 3),
         "checks": {

@@ -1,4 +1,4 @@
-"""``/tasks``: the union of the seeds' task endpoints, over Task custom resources."""
+"""``/tasks``: the union of the task endpoints of every compatible API, over Task custom resources."""
 
 from __future__ import annotations
 
@@ -9,20 +9,27 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Header, Path, Query, Request
 from fastapi.responses import PlainTextResponse, Response, StreamingResponse
 
-from kubetask.api.deps import CurrentUser, Seed004, State, TaskCache, authenticate
+from kubetask.api.admission import admit_update
+from kubetask.api.auth import Principal
+from kubetask.api.deps import Compat, CurrentUser, State, TaskCache, authenticate, chosen_profile
 from kubetask.api.errors import problem_from_api_error
 from kubetask.api.routes.common import (
     FastJSON,
     RawJSON,
+    callback_candidates,
     create_task_object,
     find_task,
+    lookup_task,
     matching_rows,
+    nodes_of,
+    not_started,
     patch_task,
     present,
     tenant_of,
     tenant_tasks,
     user_tasks,
 )
+from kubetask.api.routes.workers import gpu_keys
 from kubetask.api.schemas import (
     CompletionAccepted,
     CompletionReport,
@@ -43,41 +50,54 @@ from kubetask.api.schemas import (
     TaskUpdate,
     error_responses,
 )
-from kubetask.core.rest import (
-    ANNOTATION_CANCELLED_AT,
-    ANNOTATION_RERUN,
-    TERMINAL_PHASES,
-    BuildContext,
-    RestError,
-    build_task,
-    build_update_patch,
-    clone_for_replay,
+from kubetask.api.state import AppState
+from kubetask.core.admission import placement_warnings
+from kubetask.core.objects import ANNOTATION_CANCELLED_AT, ANNOTATION_RERUN, LABEL_TASK, Obj
+from kubetask.core.phases import TERMINAL_PHASES, public_status, task_phase
+from kubetask.core.rest.errors import RestError
+from kubetask.core.rest.intake import BuildContext, build_task, parse_priority
+from kubetask.core.rest.patches import build_update_patch, clone_for_replay, replace_by_merge_patch
+from kubetask.core.rest.present import (
     compare_tasks,
     execution_public,
     group_by_status,
-    list_envelope_json,
-    make_query,
-    parse_priority,
-    public_status,
+    public_id,
     queue_status_public,
-    replace_by_merge_patch,
-    task_phase,
-    tenant_limits,
-    time_now_iso,
+    status_of,
     timeline,
 )
+from kubetask.core.rest.profiles import Profile
+from kubetask.core.rest.query import list_envelope_json, make_query
+from kubetask.core.tenants import tenant_limits
+from kubetask.core.times import now_iso
 from kubetask.core.tokens import verify_task_token
-from kubetask.kube.client import EVENTS, PODS, TASKS, ApiError, Obj
+from kubetask.kube.client import EVENTS, PODS, TASKS, ApiError
 
 router = APIRouter(prefix="/tasks", tags=["tasks"])
 
-TaskId = Annotated[str, Path(description="The task id (its Kubernetes name).", max_length=253)]
+TaskId = Annotated[str, Path(description="The task id (its uid; task_<uid> works too) or its Kubernetes name.",
+                              max_length=253)]
 COMMON_ERRORS = (401, 404, 429, 503)
 
 
 def _already_finished(task_id: str, obj: Obj, action: str) -> RestError:
     status = public_status(obj)
     return RestError(409, "TASK_ALREADY_FINISHED", f"Task {task_id} is already {status}; it cannot be {action}")
+
+
+def _build_context(state: AppState, user: Principal, templates: list[Obj]) -> BuildContext:
+    limits = tenant_limits(tenant_of(state, user))
+    return BuildContext(user=user.tenant, namespace=user.namespace, templates=templates,
+                        max_timeout_seconds=int(limits.get("maxTimeoutSeconds") or 3600),
+                        lookup=lambda task_id: _lookup(state, user, task_id))
+
+
+def _lookup(state: AppState, user: Principal, task_id: str) -> tuple[str, str | None] | None:
+    obj = lookup_task(state, user, task_id)
+    if obj is None:
+        return None
+    meta = obj.get("metadata") or {}
+    return str(meta.get("name")), meta.get("uid")
 
 
 # --------------------------------------------------------------------------- create / list
@@ -88,18 +108,21 @@ def _already_finished(task_id: str, obj: Obj, action: str) -> RestError:
     responses=error_responses(400, 401, 403, 409, 422, 429, 503),
     summary="Create a task",
 )
-async def create_task(body: TaskCreate, user: CurrentUser, state: State, seed004: Seed004,
+async def create_task(body: TaskCreate, user: CurrentUser, state: State, profile: Compat,
                       tasks: TaskCache) -> Response:
     """Create a Task in the caller's namespace. The admission rules (pending limit, GPU limits, monthly
-    hours, templates, dependencies) are checked first with the same messages kubectl users get."""
+    hours, templates, dependencies) are checked first with the same messages kubectl users get; a field
+    no API knows is a 422 naming it. A task no node could ever run as asked (more GPUs than any node
+    has, an unknown GPU type) is accepted, and the answer's ``warnings`` say why it may wait forever."""
     raw = body.model_dump(exclude_unset=True)
     templates = state.templates.list()
-    limits = tenant_limits(tenant_of(state, user))
-    obj = build_task(raw, BuildContext(user=user.tenant, namespace=user.namespace, templates=templates,
-                                       max_timeout_seconds=int(limits.get("maxTimeoutSeconds") or 3600)))
+    obj = build_task(raw, _build_context(state, user, templates))
     created = await create_task_object(state, user, obj, templates=templates)
-    name = created["metadata"]["name"]
-    return FastJSON(present(created, seed004), status_code=201, headers={"Location": f"/api/v1/tasks/{name}"})
+    keys = gpu_keys(state)
+    warnings = placement_warnings(created.get("spec") or {}, nodes_of(state), keys.resource_name,
+                                  keys.product_label_key)
+    public = present(created, profile, warnings=warnings)
+    return FastJSON(public, status_code=201, headers={"Location": f"/api/v1/tasks/{public['id']}"})
 
 
 @router.get(
@@ -110,7 +133,7 @@ async def list_tasks(
     user: CurrentUser,
     state: State,
     tasks: TaskCache,
-    seed004: Seed004,
+    profile: Compat,
     status: Annotated[list[str] | None, Query(description="Any case or synonym; comma-separated or repeated")]
     = None,
     priority: Annotated[str | None, Query(description="Exact priority 0-10")] = None,
@@ -141,10 +164,12 @@ async def list_tasks(
     page: Annotated[int | None, Query(ge=1)] = None,
     page_size: Annotated[int | None, Query(ge=1, le=1000)] = None,
     per_page: Annotated[int | None, Query(ge=1, le=1000, include_in_schema=False)] = None,
-    format: Annotated[str | None, Query(description="'array' returns a bare array (seed 002)")] = None,
+    format: Annotated[str | None, Query(description="'array': a bare array; 'envelope': the envelope (the "
+                                                    "orchestra profile answers an array by default)")] = None,
 ) -> Response:
     """Filter, sort and page the caller's tasks, served from the watch cache. Returns
-    ``{total, limit, offset, tasks}`` (``?format=array``: a bare array)."""
+    ``{total, limit, offset, tasks}`` (``?format=array``, or the orchestra profile: a bare array).
+    ``status=pending`` and ``status=queued`` both select every waiting task (``queue_state`` says for what)."""
     q = make_query(
         status=status, priority=priority, min_priority=min_priority, max_priority=max_priority,
         template=template, task_type=task_type, model_name=model_name, queue_name=queue_name, tag=tag,
@@ -153,33 +178,35 @@ async def list_tasks(
         created_before=created_before or end_date or date_to or created_to,
         search=search, sort_by=sort_by or sort, sort_order=sort_order or order,
         limit=next((v for v in (limit, page_size, per_page) if v is not None), None),
-        offset=offset, page=page, queued_as_pending=seed004,
+        offset=offset, page=page,
     )
     if format is not None and format.lower() not in ("array", "list", "envelope", "json"):
         raise RestError(422, "VALIDATION_ERROR", "format: use 'array' or 'envelope'", field="format")
     # Precomputed rows: filter/sort keys and each task's public JSON are made once per object version.
     matched = matching_rows(state, user, q)
-    public = [r.public_json(seed004) for r in matched[q.offset:q.offset + q.limit]]
+    public = [r.public_json(profile) for r in matched[q.offset:q.offset + q.limit]]
     total = len(matched)
-    if format is not None and format.lower() in ("array", "list"):
+    bare = profile.bare_list if format is None else format.lower() in ("array", "list")
+    if bare:
         return RawJSON("[" + ",".join(public) + "]")
     return RawJSON(list_envelope_json(total, q, public))
 
 
 @router.get("/status", name="grouped-by-status", response_model=StatusGroups,
             responses=error_responses(*COMMON_ERRORS), summary="Tasks grouped by status")
-async def tasks_by_status(user: CurrentUser, state: State, tasks: TaskCache, seed004: Seed004) -> Response:
-    """Seed 002: ``{pending, queued, running, completed, failed, cancelled}``, each a list of tasks."""
-    return FastJSON(group_by_status(user_tasks(state, user), queued_as_pending=seed004))
+async def tasks_by_status(user: CurrentUser, state: State, tasks: TaskCache, profile: Compat) -> Response:
+    """The AI Task Orchestra API: every status word of the profile (canonical: ``pending, queued, running,
+    completed, failed, cancelled``), each a list of tasks."""
+    return FastJSON(group_by_status(user_tasks(state, user), profile))
 
 
 @router.get("/queue-status", name="queue-status", response_model=QueueStatus,
             responses=error_responses(*COMMON_ERRORS), summary="The caller's queue status and limits")
-async def queue_status(user: CurrentUser, state: State, tasks: TaskCache) -> Response:
-    """Seed 000's QueueStatus: running and pending counts, limits, GPU-hours used and left, and each
+async def queue_status(user: CurrentUser, state: State, tasks: TaskCache, profile: Compat) -> Response:
+    """The OmoiOS task-queue API's QueueStatus: running and pending counts, limits, GPU-hours used and left, and each
     waiting task's queue position and estimated start."""
     tenant = tenant_of(state, user)
-    return FastJSON(queue_status_public(tenant, tenant_tasks(state, user.tenant, user.namespace)))
+    return FastJSON(queue_status_public(tenant, tenant_tasks(state, user.tenant, user.namespace), profile=profile))
 
 
 # --------------------------------------------------------------------------- one task
@@ -188,51 +215,52 @@ async def queue_status(user: CurrentUser, state: State, tasks: TaskCache) -> Res
 @router.get("/{task_id}", name="get", response_model=TaskPublic,
             responses=error_responses(*COMMON_ERRORS), summary="Get a task")
 async def get_task(task_id: TaskId, user: CurrentUser, state: State, tasks: TaskCache,
-                   seed004: Seed004) -> Response:
+                   profile: Compat) -> Response:
     """The task with its status, ``result`` and ``resource_usage``; another user's task is 404."""
-    return FastJSON(present(find_task(state, user, task_id), seed004))
+    return FastJSON(present(find_task(state, user, task_id), profile))
 
 
-async def _update(task_id: str, body: TaskUpdate, user: Any, state: Any, seed004: bool) -> Response:
+async def _update(task_id: str, body: TaskUpdate, user: Principal, state: AppState, profile: Profile) -> Response:
     obj = find_task(state, user, task_id)
-    if task_phase(obj) not in ("Pending", "Queued") or (obj.get("status") or {}).get("executions") \
-            or (obj.get("spec") or {}).get("cancel"):
+    if not not_started(obj):
         raise RestError(409, "TASK_ALREADY_STARTED",
-                        f"Task {task_id} is {public_status(obj)}; only tasks that have not started can be updated")
-    limits = tenant_limits(tenant_of(state, user))
-    patch = build_update_patch(body.model_dump(exclude_unset=True), obj,
-                               max_timeout_seconds=int(limits.get("maxTimeoutSeconds") or 3600))
+                        f"Task {task_id} is {public_status(obj)}; only a task that has not started can be "
+                        f"updated (create a new task, or replay this one)")
+    templates = state.templates.list()
+    patch = build_update_patch(body.model_dump(exclude_unset=True), obj, _build_context(state, user, templates))
     if not patch:
-        return FastJSON(present(obj, seed004))
-    updated = await patch_task(state, obj, {"spec": patch})
-    return FastJSON(present(updated, seed004))
+        return FastJSON(present(obj, profile))
+    admit_update(obj, patch, tenant_of(state, user), templates)
+    updated = await patch_task(state, obj, patch)
+    return FastJSON(present(updated, profile))
 
 
 @router.put("/{task_id}", name="replace", response_model=TaskPublic,
             responses=error_responses(401, 404, 409, 422, 429, 503), summary="Update a task (not started)")
 async def put_task(task_id: TaskId, body: TaskUpdate, user: CurrentUser, state: State, tasks: TaskCache,
-                   seed004: Seed004) -> Response:
+                   profile: Compat) -> Response:
     """Change name, description, priority, queue, timeout, retries, schedule, parameters or metadata of
     a task that has not started; 409 once it has."""
-    return await _update(task_id, body, user, state, seed004)
+    return await _update(task_id, body, user, state, profile)
 
 
 @router.patch("/{task_id}", name="update", response_model=TaskPublic,
               responses=error_responses(401, 404, 409, 422, 429, 503), summary="Patch a task (not started)")
 async def patch_task_route(task_id: TaskId, body: TaskUpdate, user: CurrentUser, state: State,
-                           tasks: TaskCache, seed004: Seed004) -> Response:
+                           tasks: TaskCache, profile: Compat) -> Response:
     """Same as PUT: only the fields given change."""
-    return await _update(task_id, body, user, state, seed004)
+    return await _update(task_id, body, user, state, profile)
 
 
 @router.patch("/{task_id}/priority", name="set-priority", response_model=TaskPriorityChanged,
               responses=error_responses(401, 404, 409, 422, 429, 503), summary="Change a task's priority")
 async def set_priority(
-    task_id: TaskId, user: CurrentUser, state: State, tasks: TaskCache, seed004: Seed004,
-    priority: Annotated[str | None, Query(description="New priority 0-10 (seed 002 sends it here)")] = None,
+    task_id: TaskId, user: CurrentUser, state: State, tasks: TaskCache, profile: Compat,
+    priority: Annotated[str | None, Query(description="New priority 0-10 (the AI Task Orchestra API sends it "
+                                                      "here)")] = None,
     body: Annotated[PriorityUpdate | None, Body()] = None,
 ) -> Response:
-    """Seed 002: ``?priority=8`` (or a body ``{"priority": 8}``); 409 on a finished task."""
+    """The AI Task Orchestra API: ``?priority=8`` (or a body ``{"priority": 8}``); 409 on a finished task."""
     raw: Any = priority if priority is not None else (body.priority if body is not None else None)
     if raw is None:
         raise RestError(422, "VALIDATION_ERROR", "priority: is required (query or body)", field="priority")
@@ -241,90 +269,93 @@ async def set_priority(
     if task_phase(obj) in TERMINAL_PHASES or (obj.get("spec") or {}).get("cancel"):
         raise _already_finished(task_id, obj, "re-prioritised")
     updated = await patch_task(state, obj, {"spec": {"priority": value}})
-    p = present(updated, seed004)
+    p = present(updated, profile)
     return FastJSON({"id": p["id"], "task_id": p["task_id"], "priority": p["priority"], "status": p["status"]})
 
 
-async def _cancel(task_id: str, user: Any, state: Any, seed004: bool) -> Response:
+async def _cancel(task_id: str, user: Principal, state: AppState, profile: Profile) -> Obj:
     obj = find_task(state, user, task_id)
     if task_phase(obj) in TERMINAL_PHASES or (obj.get("spec") or {}).get("cancel"):
         if public_status(obj) == "cancelled":
             raise RestError(409, "TASK_ALREADY_FINISHED", f"Task {task_id} is already cancelled")
         raise _already_finished(task_id, obj, "cancelled")
     annotations = (obj.get("metadata") or {}).get("annotations") or {}
-    cancelled_at = annotations.get(ANNOTATION_CANCELLED_AT) or time_now_iso()
+    cancelled_at = annotations.get(ANNOTATION_CANCELLED_AT) or now_iso()
     if not (obj.get("spec") or {}).get("cancel"):
         obj = await patch_task(state, obj, {
             "metadata": {"annotations": {ANNOTATION_CANCELLED_AT: cancelled_at}},
             "spec": {"cancel": True},
         })
-    return FastJSON({
-        "task_id": task_id, "id": task_id, "status": "cancelled", "cancelled_at": cancelled_at,
-        "cancelled": True, "message": "Task cancelled successfully",
-    })
+    pid = public_id(obj, profile)
+    return {"task_id": pid, "id": pid, "status": profile.status("cancelled"), "cancelled_at": cancelled_at,
+            "cancelled": True, "message": "Task cancelled successfully"}
 
 
 @router.delete("/{task_id}", name="delete", response_model=TaskCancelled,
-               responses=error_responses(401, 404, 409, 429, 503), summary="Cancel a task")
+               responses={**error_responses(401, 404, 409, 429, 503),
+                          204: {"description": "Cancelled (the orchestra profile answers with no body)"}},
+               summary="Cancel a task")
 async def delete_task(task_id: TaskId, user: CurrentUser, state: State, tasks: TaskCache,
-                      seed004: Seed004) -> Response:
-    """Cancels (``spec.cancel: true``); the Task stays as a record. 409 if it already finished."""
-    return await _cancel(task_id, user, state, seed004)
+                      profile: Compat) -> Response:
+    """Cancels (``spec.cancel: true``); the Task stays as a record. 409 if it already finished. 200 with
+    ``{task_id, status, cancelled_at}``, or 204 with no body under the orchestra profile."""
+    cancelled = await _cancel(task_id, user, state, profile)
+    if profile.delete_no_content:
+        return Response(status_code=204)
+    return FastJSON(cancelled)
 
 
 @router.post("/{task_id}/cancel", name="cancel", response_model=TaskCancelled,
              responses=error_responses(401, 404, 409, 429, 503), summary="Cancel a task")
 async def cancel_task(task_id: TaskId, user: CurrentUser, state: State, tasks: TaskCache,
-                      seed004: Seed004) -> Response:
-    """Seed 003's cancel; same as ``DELETE /tasks/{id}``."""
-    return await _cancel(task_id, user, state, seed004)
+                      profile: Compat) -> Response:
+    """The Distributed Task Queue System API's cancel; same as ``DELETE /tasks/{id}`` (always 200 with a body)."""
+    return FastJSON(await _cancel(task_id, user, state, profile))
 
 
 @router.post("/{task_id}/execute", name="execute", response_model=TaskExecuteAccepted,
              responses=error_responses(401, 404, 409, 429, 503), summary="Run a task (again)")
 async def execute_task(task_id: TaskId, user: CurrentUser, state: State, tasks: TaskCache,
-                       seed004: Seed004) -> Response:
+                       profile: Compat) -> Response:
     """On a finished task, starts a new execution (annotation ``kubetask.io/rerun``). A task that has
     not started yet is already going to run: the answer says so. 409 while it is running."""
     obj = find_task(state, user, task_id)
     phase = task_phase(obj)
     if (obj.get("spec") or {}).get("cancel") and phase not in TERMINAL_PHASES:
         raise RestError(409, "TASK_CANCELLED", f"Task {task_id} is being cancelled")
-    if phase == "Running":
+    pid = public_id(obj, profile)
+    if public_status(obj) == "running":
         raise RestError(409, "TASK_RUNNING", f"Task {task_id} is already running")
-    if phase in ("Pending", "Queued"):
-        p = present(obj, seed004)
-        return FastJSON({"task_id": task_id, "id": task_id, "status": p["status"], "execution_requested": False,
+    if phase not in TERMINAL_PHASES:
+        p = present(obj, profile)
+        return FastJSON({"task_id": pid, "id": pid, "status": p["status"], "execution_requested": False,
                          "message": f"Task {task_id} is {p['status']}; it runs once admitted"})
     updated = await patch_task(state, obj, {"metadata": {"annotations": {ANNOTATION_RERUN: str(uuid.uuid4())}}})
-    return FastJSON({"task_id": task_id, "id": task_id, "status": "pending" if seed004 else "queued",
-                     "execution_requested": True, "previous_status": public_status(updated),
+    return FastJSON({"task_id": pid, "id": pid, "status": profile.status("queued"),
+                     "execution_requested": True, "previous_status": profile.status(public_status(updated)),
                      "message": "a new execution was requested"})
 
 
 @router.post("/{task_id}/replay", name="replay", response_model=TaskReplayed,
              responses=error_responses(400, 401, 403, 404, 422, 429, 503), summary="Replay a task")
 async def replay_task(task_id: TaskId, user: CurrentUser, state: State, tasks: TaskCache,
-                      seed004: Seed004) -> Response:
-    """Seed 003: a NEW task cloned from this one's spec, pointing at the original."""
+                      profile: Compat) -> Response:
+    """The Distributed Task Queue System API: a NEW task cloned from this one's spec, pointing at the original."""
     original = find_task(state, user, task_id)
     owner = (original.get("spec") or {}).get("user") or user.tenant
     if owner != user.tenant:
         # An admin replaying someone's task: the clone belongs to that task's owner and namespace.
-        from kubetask.api.auth import Principal  # local: only for this rare path
-
         tenant = state.tenants.get(owner)
         if tenant is None:
             raise RestError(409, "CONFLICT", f"the owner {owner} of task {task_id} no longer exists")
         target = state.auth.principal_for(tenant, via=user.via)
-        assert isinstance(target, Principal)
     else:
         target = user
     clone = clone_for_replay(original, user=target.tenant, namespace=target.namespace)
     created = await create_task_object(state, target, clone)
-    p = present(created, seed004)
+    p = present(created, profile)
     return FastJSON({"task_id": p["task_id"], "id": p["id"], "status": p["status"],
-                     "original_task_id": task_id}, status_code=200)
+                     "original_task_id": public_id(original, profile)}, status_code=200)
 
 
 # --------------------------------------------------------------------------- executions
@@ -332,11 +363,13 @@ async def replay_task(task_id: TaskId, user: CurrentUser, state: State, tasks: T
 
 @router.get("/{task_id}/executions", name="list-executions", response_model=ExecutionList,
             responses=error_responses(*COMMON_ERRORS), summary="Execution history")
-async def list_executions(task_id: TaskId, user: CurrentUser, state: State, tasks: TaskCache) -> Response:
+async def list_executions(task_id: TaskId, user: CurrentUser, state: State, tasks: TaskCache,
+                          profile: Compat) -> Response:
     obj = find_task(state, user, task_id)
     executions = (obj.get("status") or {}).get("executions") or []
-    items = [execution_public(e, obj, latest=i == len(executions) - 1) for i, e in enumerate(executions)]
-    return FastJSON({"task_id": task_id, "total": len(items), "executions": items})
+    items = [execution_public(e, obj, latest=i == len(executions) - 1, profile=profile)
+             for i, e in enumerate(executions)]
+    return FastJSON({"task_id": public_id(obj, profile), "total": len(items), "executions": items})
 
 
 def _find_execution(obj: Obj, exec_id: str) -> tuple[Obj, bool]:
@@ -351,23 +384,22 @@ def _find_execution(obj: Obj, exec_id: str) -> tuple[Obj, bool]:
 @router.get("/{task_id}/executions/{exec_id}", name="get-execution", response_model=ExecutionPublic,
             responses=error_responses(*COMMON_ERRORS), summary="One execution")
 async def get_execution(task_id: TaskId, exec_id: str, user: CurrentUser, state: State,
-                        tasks: TaskCache) -> Response:
+                        tasks: TaskCache, profile: Compat) -> Response:
     obj = find_task(state, user, task_id)
     execution, latest = _find_execution(obj, exec_id)
-    return FastJSON(execution_public(execution, obj, latest=latest))
+    return FastJSON(execution_public(execution, obj, latest=latest, profile=profile))
 
 
 @router.delete("/{task_id}/executions/{exec_id}", name="cancel-execution", response_model=TaskCancelled,
                responses=error_responses(401, 404, 409, 429, 503), summary="Cancel the running execution")
 async def cancel_execution(task_id: TaskId, exec_id: str, user: CurrentUser, state: State,
-                           tasks: TaskCache, seed004: Seed004) -> Response:
+                           tasks: TaskCache, profile: Compat) -> Response:
     """Cancels the task if ``exec_id`` is its running execution; 409 if that execution is not running."""
     obj = find_task(state, user, task_id)
     execution, latest = _find_execution(obj, exec_id)
     if execution_public(execution, obj, latest=latest)["status"] != "running" or task_phase(obj) != "Running":
         raise RestError(409, "EXECUTION_NOT_RUNNING", f"execution {exec_id} of task {task_id} is not running")
-    response = await _cancel(task_id, user, state, seed004)
-    return response
+    return FastJSON(await _cancel(task_id, user, state, profile))
 
 
 # --------------------------------------------------------------------------- timeline, compare, logs
@@ -375,14 +407,16 @@ async def cancel_execution(task_id: TaskId, exec_id: str, user: CurrentUser, sta
 
 @router.get("/{task_id}/timeline", name="timeline", response_model=TaskTimeline,
             responses=error_responses(*COMMON_ERRORS), summary="Execution timeline")
-async def task_timeline(task_id: TaskId, user: CurrentUser, state: State, tasks: TaskCache) -> Response:
+async def task_timeline(task_id: TaskId, user: CurrentUser, state: State, tasks: TaskCache,
+                        profile: Compat) -> Response:
     """Status milestones plus the Kubernetes Events recorded about the task (one Event LIST)."""
     obj = find_task(state, user, task_id)
     meta = obj["metadata"]
+    name = str(meta.get("name"))
     events: list[Obj] = []
     try:
         listed = await state.client.list(EVENTS, meta.get("namespace"),
-                                         field_selector=f"involvedObject.name={task_id}")
+                                         field_selector=f"involvedObject.name={name}")
         events = listed.get("items") or []
     except ApiError:
         try:
@@ -390,16 +424,17 @@ async def task_timeline(task_id: TaskId, user: CurrentUser, state: State, tasks:
         except ApiError:
             events = []
     uid = meta.get("uid")
-    mine = [e for e in events if (e.get("involvedObject") or {}).get("name") == task_id
+    mine = [e for e in events if (e.get("involvedObject") or {}).get("name") == name
             and (e.get("involvedObject") or {}).get("kind") in (None, "Task")
             and (not uid or (e.get("involvedObject") or {}).get("uid") in (None, uid))]
-    return FastJSON(timeline(obj, mine))
+    return FastJSON(timeline(obj, mine, profile))
 
 
 @router.get("/{task_id}/compare/{other_id}", name="compare", response_model=TaskComparison,
             responses=error_responses(*COMMON_ERRORS), summary="Compare two tasks")
-async def compare(task_id: TaskId, other_id: str, user: CurrentUser, state: State, tasks: TaskCache) -> Response:
-    return FastJSON(compare_tasks(find_task(state, user, task_id), find_task(state, user, other_id)))
+async def compare(task_id: TaskId, other_id: str, user: CurrentUser, state: State, tasks: TaskCache,
+                  profile: Compat) -> Response:
+    return FastJSON(compare_tasks(find_task(state, user, task_id), find_task(state, user, other_id), profile))
 
 
 @router.get(
@@ -426,7 +461,8 @@ async def task_logs(
             raise RestError(409, "LOGS_NOT_AVAILABLE",
                             f"Task {task_id} has not started yet; there are no logs")
         try:
-            pods = (await state.client.list(PODS, namespace, label_selector=f"kubetask.io/task={task_id}"))
+            pods = (await state.client.list(PODS, namespace,
+                                            label_selector=f"{LABEL_TASK}={obj['metadata']['name']}"))
         except ApiError as error:
             raise problem_from_api_error(error) from error
         items = sorted(pods.get("items") or [],
@@ -484,12 +520,12 @@ async def complete_task(
     authorization = request.headers.get("authorization") or ""
     if not token and authorization.lower().startswith("bearer "):
         token = authorization[7:].strip()
-    candidates = state.tasks.by_index("name", task_id)
+    candidates = callback_candidates(state, task_id)
     target = None
     if token:
         for obj in candidates:
             meta = obj.get("metadata") or {}
-            if verify_task_token(state.settings.callback_secret, str(meta.get("namespace")), task_id,
+            if verify_task_token(state.settings.callback_secret, str(meta.get("namespace")), str(meta.get("name")),
                                  str(meta.get("uid")), token):
                 target = obj
                 break
@@ -509,19 +545,21 @@ async def complete_task(
     if task_phase(target) == "Cancelled":
         raise RestError(409, "TASK_ALREADY_FINISHED", f"Task {task_id} was cancelled")
     data = report.model_dump(exclude_unset=True)
-    # ``{"result": ...}`` (with or without a ``status``) reports that result; a body without one (seed 000's
-    # TaskResult: status, summary, files_changed, error) is itself the result.
+    # ``{"result": ...}`` (with or without a ``status``) reports that result; a body without one (the OmoiOS
+    # task-queue API's TaskResult: status, summary, files_changed, error) is itself the result.
     result = data["result"] if data.get("result") is not None else data
     meta = target["metadata"]
+    name = str(meta["name"])
     try:
         # A merge patch merges objects: null out what the previous result had, so it is replaced.
-        target = await state.client.get(TASKS, task_id, meta["namespace"])
+        target = await state.client.get(TASKS, name, meta["namespace"])
         updated = await state.client.patch_status(
-            TASKS, task_id,
+            TASKS, name,
             {"status": {"result": replace_by_merge_patch((target.get("status") or {}).get("result"), result),
                         "resultSource": "callback"}},
             meta["namespace"])
     except ApiError as error:
         raise problem_from_api_error(error) from error
     state.tasks.upsert(updated)
-    return FastJSON({"ok": True, "task_id": task_id, "status": public_status(updated)})
+    profile = chosen_profile(request)
+    return FastJSON({"ok": True, "task_id": public_id(updated, profile), "status": status_of(updated, profile)})

@@ -1,4 +1,4 @@
-"""``/users``: the caller's limits (seed 000), and admins' view and change of any tenant's limits."""
+"""``/users``: the caller's limits (the OmoiOS task-queue API), and admins' view and change of any tenant's limits."""
 
 from __future__ import annotations
 
@@ -11,7 +11,10 @@ from kubetask.api.deps import CurrentUser, State, TaskCache
 from kubetask.api.errors import problem_from_api_error
 from kubetask.api.routes.common import FastJSON, tenant_of, tenant_tasks
 from kubetask.api.schemas import LimitsPatch, UserLimits, error_responses
-from kubetask.core.rest import RestError, limits_patch, limits_public, tenant_namespace
+from kubetask.core.rest.errors import RestError
+from kubetask.core.rest.patches import limits_patch
+from kubetask.core.rest.present import limits_public
+from kubetask.core.tenants import namespace_of
 from kubetask.kube.client import TENANTS, ApiError
 
 router = APIRouter(prefix="/users", tags=["users"])
@@ -26,14 +29,15 @@ def _tenant(state: Any, user_id: str) -> dict[str, Any]:
 
 def _limits(state: Any, tenant: dict[str, Any]) -> dict[str, Any]:
     name = str(tenant["metadata"]["name"])
-    ns = tenant_namespace(tenant, state.settings.tenant_namespace_prefix)
+    ns = namespace_of(tenant, state.settings.tenant_namespace_prefix)
     return limits_public(tenant, tenant_tasks(state, name, ns))
 
 
 @router.get("/me/limits", name="my-limits", response_model=UserLimits,
             responses=error_responses(401, 429, 503), summary="The caller's limits and usage")
 async def my_limits(user: CurrentUser, state: State, tasks: TaskCache) -> Response:
-    """Seed 000's UserLimits: plan, concurrency, task duration and monthly GPU-hours (limit and used)."""
+    """The OmoiOS task-queue API's UserLimits: plan, concurrency, task duration and monthly GPU-hours (limit and
+    used)."""
     return FastJSON(_limits(state, dict(tenant_of(state, user))))
 
 

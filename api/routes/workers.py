@@ -1,4 +1,4 @@
-"""``/workers``: seed 003's Workers API over Kubernetes Nodes.
+"""``/workers``: the Distributed Task Queue System API's Workers API over Kubernetes Nodes.
 
 A worker IS a node (``worker_id`` = node name).  Reads come from watch caches of
 Nodes and of kubetask's pods (label ``kubetask.io/task``); pause, resume, drain
@@ -20,8 +20,8 @@ from kubetask.api.insights_schemas import CapacityUpdate, WorkerCapacity, Worker
 from kubetask.api.routes.common import FastJSON
 from kubetask.api.schemas import error_responses
 from kubetask.api.state import AppState
-from kubetask.core.rest import RestError
-from kubetask.core.workers import (
+from kubetask.core.rest.errors import RestError
+from kubetask.core.rest.workers import (
     GpuKeys,
     capacity_of,
     capacity_patch,
@@ -37,7 +37,7 @@ from kubetask.core.workers import (
     worker_not_found,
     worker_public,
 )
-from kubetask.core.workers import worker_status as node_worker_status
+from kubetask.core.rest.workers import worker_status as node_worker_status
 from kubetask.kube.cache import Informer
 from kubetask.kube.client import NODES, PODS, ApiError, Obj
 from kubetask.settings import GpuSettings
@@ -172,7 +172,8 @@ async def get_worker(worker_id: WorkerId, user: CurrentUser, state: State, nodes
             responses=error_responses(*COMMON_ERRORS), summary="Detailed worker status")
 async def worker_status(worker_id: WorkerId, user: CurrentUser, state: State, nodes: NodeCache,
                         pods: PodCache) -> Response:
-    """Seed 003: ``{worker_id, hostname, status, capacity, current_load, current_tasks, last_heartbeat,
+    """The Distributed Task Queue System API: ``{worker_id, hostname, status, capacity, current_load, current_tasks,
+    last_heartbeat,
     is_draining}`` plus GPUs and labels."""
     return FastJSON(present_worker(state, user, find_node(nodes, worker_id), pods))
 

@@ -5,10 +5,11 @@ rejection reads the same through ``kubectl`` and through REST.  Every input is
 plain data (dicts, counts, names), so both callers can supply it from their
 own caches.
 
-Each rejection carries a message a person can act on and the HTTP code it
-maps to: 400 for bad input and the pending-task limit, 403 for hard
-quota/limit violations, 422 for invalid template parameters and changes to
-immutable fields.
+Each rejection carries a message a person can act on, the offending field and a
+machine-readable :class:`Reason`.  :data:`HTTP_STATUS` says what each reason means
+as an HTTP status (the webhook answers with it, the REST API maps it): 400 for bad
+input and the pending-task limit, 403 for hard quota/limit violations, 422 for
+invalid template parameters and changes to immutable fields.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import copy
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from enum import StrEnum
 from typing import Any
 
 from kubetask.core.models import DEFAULT_MAX_PENDING, DEFAULT_MAX_TIMEOUT_SECONDS, MAX_SCRIPT_BYTES
@@ -34,18 +36,55 @@ ALWAYS_IMMUTABLE = ("user",)
 NOT_ADMITTED_PHASES = (None, "Pending", "Queued")
 
 
+class Reason(StrEnum):
+    """Why admission refused a Task: stable codes a program can branch on (the REST error ``code``)."""
+
+    NOTHING_TO_RUN = "NOTHING_TO_RUN"
+    INVALID_SPEC = "INVALID_SPEC"
+    TOO_MANY_PENDING = "TOO_MANY_PENDING"
+    QUOTA_EXCEEDED = "QUOTA_EXCEEDED"
+    MONTHLY_LIMIT_REACHED = "MONTHLY_LIMIT_REACHED"
+    TEMPLATE_NOT_FOUND = "TEMPLATE_NOT_FOUND"
+    INVALID_PARAMETERS = "INVALID_PARAMETERS"
+    DEPENDENCY_NOT_FOUND = "DEPENDENCY_NOT_FOUND"
+    DEPENDENCY_CYCLE = "DEPENDENCY_CYCLE"
+    IMMUTABLE_FIELD = "IMMUTABLE_FIELD"
+    NO_TENANT = "NO_TENANT"
+
+
+HTTP_STATUS: Mapping[Reason, int] = {
+    Reason.NOTHING_TO_RUN: 400,
+    Reason.INVALID_SPEC: 400,
+    Reason.TOO_MANY_PENDING: 400,  # seed 000: "Too many pending tasks (max 50)" is a 400
+    Reason.QUOTA_EXCEEDED: 403,
+    Reason.MONTHLY_LIMIT_REACHED: 403,
+    Reason.TEMPLATE_NOT_FOUND: 400,
+    Reason.INVALID_PARAMETERS: 422,
+    Reason.DEPENDENCY_NOT_FOUND: 400,
+    Reason.DEPENDENCY_CYCLE: 400,
+    Reason.IMMUTABLE_FIELD: 422,
+    Reason.NO_TENANT: 403,
+}
+"""The HTTP status each refusal stands for."""
+
+
 @dataclass
 class Verdict:
-    """Allowed, or rejected with a message and the HTTP code."""
+    """Allowed, or refused with a :class:`Reason`, a message a person can act on and the offending field."""
 
     allowed: bool = True
     message: str = ""
-    code: int = 200
+    reason: Reason | None = None
     field: str | None = None
 
+    @property
+    def code(self) -> int:
+        """The HTTP status of the refusal (200 when allowed): what the webhook answers with."""
+        return HTTP_STATUS[self.reason] if self.reason is not None else 200
+
     @classmethod
-    def deny(cls, code: int, message: str, field_: str | None = None) -> Verdict:
-        return cls(allowed=False, message=message, code=code, field=field_)
+    def deny(cls, reason: Reason, message: str, field_: str | None = None) -> Verdict:
+        return cls(allowed=False, message=message, reason=reason, field=field_)
 
 
 def _limits(tenant_spec: Mapping[str, Any] | None) -> Mapping[str, Any]:
@@ -135,107 +174,205 @@ def validate_task(
     dependencies and cycles); ``templates`` maps TaskTemplate names to specs.
     """
     now = now or datetime.now(UTC)
-    limits = _limits(tenant_spec)
-    who = tenant_name or spec.get("user") or namespace
-
     if operation == "UPDATE" and old is not None:
-        return _validate_update(spec, old)
+        who = tenant_name or spec.get("user") or namespace
+        return (_validate_update(spec, old)
+                or (not_started(old) and (_what_runs(spec) or _hard_limits(spec, tenant_spec, tenant_status, who, now)
+                                          or _changed_template(spec, old, templates)))
+                or Verdict())
     if operation != "CREATE":
         return Verdict()
+    return (_what_runs(spec)
+            or _pending_limit(tenant_spec, pending_count)
+            or _hard_limits(spec, tenant_spec, tenant_status, tenant_name or spec.get("user") or namespace, now)
+            or _template(spec, templates)
+            or _dependencies(spec, name, namespace, existing)
+            or Verdict())
 
-    # What runs.
+
+def _what_runs(spec: Mapping[str, Any]) -> Verdict | None:
     template = spec.get("template") or None
     script = spec.get("script") or None
     if not template and not script and not spec.get("image"):
-        return Verdict.deny(400, "The task says nothing to run: set template (+ parameters), image (+ command) "
-                                 "or script (language + content)", "spec")
+        return Verdict.deny(Reason.NOTHING_TO_RUN, "The task says nothing to run: set template (+ parameters), "
+                                                   "image (+ command) or script (language + content)", "spec")
     if template and script:
-        return Verdict.deny(400, "Set either template or script, not both", "spec.script")
+        return Verdict.deny(Reason.INVALID_SPEC, "Set either template or script, not both", "spec.script")
     if script:
         if str(script.get("language")) not in ("python", "bash"):
-            return Verdict.deny(400, f"Unknown script language '{script.get('language')}': use python or bash",
-                                "spec.script.language")
+            return Verdict.deny(Reason.INVALID_SPEC, f"Unknown script language '{script.get('language')}': "
+                                                     f"use python or bash", "spec.script.language")
         if len(str(script.get("content") or "").encode()) > MAX_SCRIPT_BYTES:
-            return Verdict.deny(400, "Script too large: content must be at most 1 MiB", "spec.script.content")
+            return Verdict.deny(Reason.INVALID_SPEC, "Script too large: content must be at most 1 MiB",
+                                "spec.script.content")
     priority = spec.get("priority", 5)
     if not isinstance(priority, int) or isinstance(priority, bool) or not 0 <= priority <= 10:
-        return Verdict.deny(400, f"Priority must be an integer from 0 to 10 (got {priority!r})", "spec.priority")
+        return Verdict.deny(Reason.INVALID_SPEC, f"Priority must be an integer from 0 to 10 (got {priority!r})",
+                            "spec.priority")
     display = spec.get("displayName")
     if display is not None and not 1 <= len(str(display)) <= 255:
-        return Verdict.deny(400, "displayName must be 1 to 255 characters", "spec.displayName")
+        return Verdict.deny(Reason.INVALID_SPEC, "displayName must be 1 to 255 characters", "spec.displayName")
+    return None
 
-    # Pending limit: 400, as seed 000 says.
+
+def _pending_limit(tenant_spec: Mapping[str, Any] | None, pending_count: int) -> Verdict | None:
+    """400, as seed 000 says."""
+    limits = _limits(tenant_spec)
     max_pending = int(limits.get("maxPending", DEFAULT_MAX_PENDING) or DEFAULT_MAX_PENDING)
     if pending_count >= max_pending:
-        return Verdict.deny(400, f"Too many pending tasks (max {max_pending})", "spec")
+        return Verdict.deny(Reason.TOO_MANY_PENDING, f"Too many pending tasks (max {max_pending})", "spec")
+    return None
 
-    # Hard limits: 403.
-    resources = spec.get("resources") or {}
-    gpus = int(resources.get("gpus") or 0)
+
+def _hard_limits(spec: Mapping[str, Any], tenant_spec: Mapping[str, Any] | None,
+                 tenant_status: Mapping[str, Any] | None, who: str, now: datetime) -> Verdict | None:
+    """403: GPUs per task, the GPU quota, the longest timeout and the monthly GPU-hours."""
+    limits = _limits(tenant_spec)
+    gpus = int((spec.get("resources") or {}).get("gpus") or 0)
     max_gpus = limits.get("maxGpusPerTask")
     if max_gpus is not None and gpus > int(max_gpus):
-        return Verdict.deny(403, f"Too many GPUs requested: {gpus} (max {max_gpus} per task for {who})",
-                            "spec.resources.gpus")
+        return Verdict.deny(Reason.QUOTA_EXCEEDED, f"Too many GPUs requested: {gpus} (max {max_gpus} per task "
+                                                   f"for {who})", "spec.resources.gpus")
     gpu_quota = limits.get("gpuQuota")
     if gpu_quota is not None and gpus > int(gpu_quota):
-        return Verdict.deny(403, f"Task needs {gpus} GPUs but {who}'s GPU quota is {gpu_quota}",
+        return Verdict.deny(Reason.QUOTA_EXCEEDED, f"Task needs {gpus} GPUs but {who}'s GPU quota is {gpu_quota}",
                             "spec.resources.gpus")
     max_timeout = int(limits.get("maxTimeoutSeconds", DEFAULT_MAX_TIMEOUT_SECONDS) or DEFAULT_MAX_TIMEOUT_SECONDS)
     timeout = spec.get("timeoutSeconds")
     if timeout is not None and int(timeout) > max_timeout:
-        return Verdict.deny(403, f"timeoutSeconds {timeout} exceeds the maximum of {max_timeout} s for {who}",
-                            "spec.timeoutSeconds")
+        return Verdict.deny(Reason.QUOTA_EXCEEDED, f"timeoutSeconds {timeout} exceeds the maximum of "
+                                                   f"{max_timeout} s for {who}", "spec.timeoutSeconds")
     monthly_hours = limits.get("monthlyGpuHours")
     if monthly_hours is not None and gpus > 0:
         used_hours = gpu_seconds_in_month(tenant_status or {}, month_key(now)) / 3600.0
         if used_hours >= float(monthly_hours):
             resets = next_month_start(now).strftime("%Y-%m-%d")
-            return Verdict.deny(403, f"Monthly GPU-hours used up: {used_hours:.1f} of {float(monthly_hours):g} h "
-                                     f"in {month_key(now)} for {who}; the allowance resets on {resets}",
+            return Verdict.deny(Reason.MONTHLY_LIMIT_REACHED,
+                                f"Monthly GPU-hours used up: {used_hours:.1f} of {float(monthly_hours):g} h "
+                                f"in {month_key(now)} for {who}; the allowance resets on {resets}",
                                 "spec.resources.gpus")
+    return None
 
-    # Template and parameters.
-    if template:
-        template_name = str(template.get("name") or "")
-        found = find_template(templates or {}, template_name)
-        if found is None:
-            available = ", ".join(sorted(templates or {})) or "none"
-            return Verdict.deny(400, f"Unknown template '{template_name}' (available: {available})",
-                                "spec.template.name")
-        check = validate_parameters(found[1], template.get("parameters") or {})
-        if not check.ok:
-            return Verdict.deny(422, check.message(found[0]), "spec.template.parameters")
 
-    # Dependencies.
+def _template(spec: Mapping[str, Any], templates: Mapping[str, Mapping[str, Any]] | None) -> Verdict | None:
+    template = spec.get("template") or None
+    if not template:
+        return None
+    template_name = str(template.get("name") or "")
+    found = find_template(templates or {}, template_name)
+    if found is None:
+        available = ", ".join(sorted(templates or {})) or "none"
+        return Verdict.deny(Reason.TEMPLATE_NOT_FOUND, f"Unknown template '{template_name}' (available: {available})",
+                            "spec.template.name")
+    check = validate_parameters(found[1], template.get("parameters") or {})
+    if not check.ok:
+        return Verdict.deny(Reason.INVALID_PARAMETERS, check.message(found[0]), "spec.template.parameters")
+    return None
+
+
+def _dependencies(spec: Mapping[str, Any], name: str | None, namespace: str,
+                  existing: Mapping[str, Sequence[str]] | None) -> Verdict | None:
     deps = [str(d) for d in spec.get("dependsOn") or []]
-    if deps:
-        if name and name in deps:
-            return Verdict.deny(400, f"Task '{name}' cannot depend on itself", "spec.dependsOn")
-        graph = existing or {}
-        missing = [d for d in deps if d not in graph]
-        if missing:
-            return Verdict.deny(400, f"Dependency '{missing[0]}' does not exist in namespace {namespace}: create "
-                                     f"it first", "spec.dependsOn")
-        if name:
-            cycle = find_cycle(name, deps, graph)
-            if cycle:
-                return Verdict.deny(400, "Dependency cycle: " + " → ".join(cycle), "spec.dependsOn")
-    return Verdict()
+    if not deps:
+        return None
+    if name and name in deps:
+        return Verdict.deny(Reason.DEPENDENCY_CYCLE, f"Task '{name}' cannot depend on itself", "spec.dependsOn")
+    graph = existing or {}
+    missing = [d for d in deps if d not in graph]
+    if missing:
+        return Verdict.deny(Reason.DEPENDENCY_NOT_FOUND, f"Dependency '{missing[0]}' does not exist in namespace "
+                                                         f"{namespace}: create it first", "spec.dependsOn")
+    if name:
+        cycle = find_cycle(name, deps, graph)
+        if cycle:
+            return Verdict.deny(Reason.DEPENDENCY_CYCLE, "Dependency cycle: " + " → ".join(cycle), "spec.dependsOn")
+    return None
 
 
-def _validate_update(spec: Mapping[str, Any], old: Mapping[str, Any]) -> Verdict:
+def not_started(task: Mapping[str, Any]) -> bool:
+    """Not admitted and never run: what runs may still change (the CRD's CEL rule says the same)."""
+    status = task.get("status") or {}
+    return status.get("phase") in NOT_ADMITTED_PHASES and not status.get("executions")
+
+
+def _changed_template(spec: Mapping[str, Any], old: Mapping[str, Any],
+                      templates: Mapping[str, Mapping[str, Any]] | None) -> Verdict | None:
+    """Re-check the template only when it changed (a template removed since creation is no reason to refuse
+    a change of priority)."""
+    if _norm(spec.get("template")) == _norm((old.get("spec") or {}).get("template")):
+        return None
+    return _template(spec, templates)
+
+
+def _validate_update(spec: Mapping[str, Any], old: Mapping[str, Any]) -> Verdict | None:
     old_spec = old.get("spec") or {}
     for key in ALWAYS_IMMUTABLE:
         if old_spec.get(key) and spec.get(key) != old_spec.get(key):
-            return Verdict.deny(422, f"spec.{key} is immutable (it was '{old_spec.get(key)}')", f"spec.{key}")
+            return Verdict.deny(Reason.IMMUTABLE_FIELD, f"spec.{key} is immutable (it was '{old_spec.get(key)}')",
+                                f"spec.{key}")
+    if not_started(old):
+        return None
     phase = (old.get("status") or {}).get("phase")
-    if phase in NOT_ADMITTED_PHASES:
-        return Verdict()
     for key in IMMUTABLE_AFTER_ADMISSION:
         if _norm(spec.get(key)) != _norm(old_spec.get(key)):
-            return Verdict.deny(422, f"spec.{key} cannot change once the task has been admitted (phase {phase}); "
-                                     f"create a new task instead", f"spec.{key}")
-    return Verdict()
+            return Verdict.deny(Reason.IMMUTABLE_FIELD, f"spec.{key} cannot change once the task has been admitted "
+                                                        f"or has run (phase {phase}); create a new task instead",
+                                f"spec.{key}")
+    return None
+
+
+def require_tenant(namespace: str, tenant_name: str | None, tenant_namespaces: Sequence[str]) -> Verdict:
+    """A Task must live in a tenant's namespace (issue 9): elsewhere it would run as nobody, under no quota.
+
+    The webhook calls this on CREATE with the namespace's tenant (``None`` if none) and every tenant's
+    namespace, and refuses with the verdict's message naming where Tasks may go."""
+    if tenant_name:
+        return Verdict()
+    where = ", ".join(sorted(tenant_namespaces)) or "none yet: create a Tenant first"
+    return Verdict.deny(Reason.NO_TENANT, f"namespace {namespace} belongs to no kubetask Tenant; create Tasks in "
+                                          f"a tenant namespace ({where})", "metadata.namespace")
+
+
+def placement_warnings(spec: Mapping[str, Any], nodes: Sequence[Mapping[str, Any]], gpu_resource: str,
+                       product_label: str) -> list[str]:
+    """Why no node of the cluster could ever run the task as asked (``[]`` if one could, or nothing is known).
+
+    Not a refusal: nodes join and leave, so the task is accepted and waits; the words say for what.  Only
+    allocatable capacity counts (not what is free now): more GPUs than any node has, or a GPU type no node
+    has.  ``nodes`` are Node objects; ``gpu_resource`` and ``product_label`` say where GPUs show on them."""
+    if not nodes:
+        return []
+    resources = spec.get("resources") or {}
+    gpus = int(resources.get("gpus") or 0)
+    gpu_type = resources.get("gpuType")
+    if gpus <= 0:
+        return []
+    capacity: dict[str, int] = {}
+    for node in nodes:
+        allocatable = (node.get("status") or {}).get("allocatable") or {}
+        try:
+            count = int(str(allocatable.get(gpu_resource, "0")))
+        except ValueError:
+            count = 0
+        if count > 0:
+            product = str(((node.get("metadata") or {}).get("labels") or {}).get(product_label) or "")
+            capacity[product] = max(capacity.get(product, 0), count)
+    warnings: list[str] = []
+    known_types = sorted(t for t in capacity if t)
+    if gpu_type and not any(_same_gpu_type(gpu_type, t) for t in capacity):
+        warnings.append(f"no node has GPU type {gpu_type!r} (the cluster has "
+                        f"{', '.join(known_types) or 'no typed GPUs'}); the task waits until one joins")
+    most = max((n for t, n in capacity.items() if not gpu_type or _same_gpu_type(gpu_type, t)), default=0)
+    if (not warnings or not gpu_type) and gpus > most:
+        where = f" of type {gpu_type}" if gpu_type else ""
+        warnings.append(f"no node has {gpus} GPUs{where} (the most on one node is {most}); the task waits until "
+                        f"such a node joins")
+    return warnings
+
+
+def _same_gpu_type(asked: str, product: str) -> bool:
+    """The operator places a ``gpuType`` only on nodes whose product label is exactly that type."""
+    return product == asked
 
 
 def _norm(value: Any) -> Any:

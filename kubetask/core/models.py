@@ -222,6 +222,7 @@ class SecretKeyRef(CamelModel):
     name: str
     key: str = "sha256"
     namespace: str | None = None
+    profile: str | None = None  # the REST compatibility profile this key pins (kubetask.core.rest.profiles)
 
 
 class Subject(CamelModel):

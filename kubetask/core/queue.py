@@ -12,16 +12,18 @@ Rules (DESIGN §3.3, issue 5):
   the tenant whose largest share of the cluster's GPUs/CPU/memory is smallest
   goes next; within a tenant, FIFO by ``queuedAt``.
 * A task is admitted only if its tenant is under ``maxRunning``, every
-  ResourceQuota of its namespace has room (``hard - max(reported used,
-  kubetask's own accounting of everything admitted)``, so quota never rejects
-  a Pod — kueue#1403), and some eligible node has the free capacity (GPU type,
+  ResourceQuota of its namespace has room (``hard - (reported used + what the
+  report does not count yet)``, so quota never rejects a Pod — kueue#1403), and
+  some eligible node has the free capacity (GPU type,
   cordon / ``kubetask.io/paused`` / ``kubetask.io/draining``, taints, the
   ``kubetask.io/capacity`` annotation, CPU and memory).
 * Admitted pods not yet bound to a node are placed first (best fit), so the
   free capacity is never promised twice.
 * A task that waits for cluster capacity holds back the tasks behind it in the
   same queue that compete for the same GPU type (no backfill that would starve
-  a large task), but a task held by its *own tenant's* limit never blocks others.
+  a large task); likewise a task that waits for its namespace's quota holds back
+  the later tasks of that namespace that need the same quota resource.  A task
+  held by its *own tenant's* limits never blocks other tenants.
   A task no node could ever fit does not block anyone and says so.
 """
 
@@ -86,6 +88,16 @@ class RunningTask:
     expected_end: datetime | None = None
     node_selector: dict[str, str] = field(default_factory=dict)
     tolerations: list[dict[str, Any]] = field(default_factory=list)
+    execution: int = 0
+    in_quota: bool = False
+    """Whether the namespace's ResourceQuota, as last seen, already counts this execution's pod.
+
+    The apiserver's quota admission adds a pod to ``status.used`` as it creates it, and only the
+    quota controller takes a finished pod out again, moments later.  So the reported usage is
+    right for the pods it counts (finished ones included, until the controller catches up) and
+    the executions it does not count yet must be added: that sum is what the next pod is
+    checked against.
+    """
 
 
 @dataclass
@@ -141,21 +153,33 @@ def _fmt_amount(key: str, amount: int) -> str:
     return format_count(amount)
 
 
-def effective_quota_used(reported: Mapping[str, int], admitted: Iterable[Demand], *, gpu_resource: str,
-                         job_count: int | None = None) -> dict[str, int]:
-    """Per resource: the larger of the quota's reported usage and kubetask's own accounting.
+def effective_quota_used(reported: Mapping[str, int], uncounted: Iterable[Demand], *, gpu_resource: str,
+                         counted: Iterable[Demand] = (), job_count: int | None = None) -> dict[str, int]:
+    """Per resource: what the apiserver will check the next pod against, at most.
 
-    Kubetask's accounting counts every admitted, unfinished execution even before
-    its Pod exists or the quota controller has caught up — the in-flight admissions.
+    That is the quota's reported usage plus the admitted executions it does not count yet
+    (``uncounted``: their pods not created, or created after the report; :attr:`RunningTask.in_quota`).
+    A finished pod stays in the reported usage until the quota controller takes it out, so its
+    quota is free once the report says so — never earlier, or the next pod would be refused.
+
+    The report can also be short for a moment: the quota controller recounts from its own pod
+    cache, which may not show a pod the apiserver has just counted, and corrects itself a moment
+    later.  So the report is taken as at least the executions it should count (``counted``).
+    ``job_count`` (the Jobs kubetask sees in the namespace) is a floor for ``count/jobs.batch``.
     """
-    own: dict[str, int] = defaultdict(int)
-    for demand in admitted:
+    floor: dict[str, int] = defaultdict(int)
+    for demand in counted:
         for key, amount in demand.quota_vector(gpu_resource).items():
-            own[key] += amount
+            floor[key] += amount
+    used: dict[str, int] = defaultdict(int, {key: max(value, floor.get(key, 0)) for key, value in reported.items()})
+    for key, amount in floor.items():
+        used[key] = max(used[key], amount)
+    for demand in uncounted:
+        for key, amount in demand.quota_vector(gpu_resource).items():
+            used[key] += amount
     if job_count is not None:
-        own["count/jobs.batch"] = max(own["count/jobs.batch"], job_count * MILLI)
-    keys = set(reported) | set(own)
-    return {key: max(reported.get(key, 0), own.get(key, 0)) for key in keys}
+        used["count/jobs.batch"] = max(used["count/jobs.batch"], job_count * MILLI)
+    return dict(used)
 
 
 def dominant_share(usage: Mapping[str, int], totals: Mapping[str, int]) -> float:
@@ -279,13 +303,15 @@ def decide(
     cpu_tasks_on_gpu_nodes: bool = True,
     job_counts: Mapping[str, int] | None = None,
     max_admissions: int | None = None,
+    quota_unreported: Mapping[str, Sequence[Demand]] | None = None,
 ) -> Decision:
     """Decide which of ``queued`` start now; explain, position and estimate the rest.
 
     ``nodes`` carry the usage of the pods already bound to them; ``running``
     entries with ``node_name=None`` are admitted but unbound and are placed
-    here first.  ``quotas[].used`` is the reported usage; the admitted demand
-    is added conservatively by :func:`effective_quota_used`.
+    here first.  ``quotas[].used`` is the reported usage; the admitted demand it
+    does not count yet is added by :func:`effective_quota_used`, and so is
+    ``quota_unreported`` (per namespace: finished executions the report never counted).
     """
     decision = Decision()
     nodes = [dataclasses.replace(n, used=dict(n.used)) for n in nodes]
@@ -302,15 +328,19 @@ def decide(
             _place(spot, unbound.demand)
 
     # Quota headroom per namespace.
-    admitted_by_ns: dict[str, list[Demand]] = defaultdict(list)
+    uncounted_by_ns: dict[str, list[Demand]] = defaultdict(list)
+    counted_by_ns: dict[str, list[Demand]] = defaultdict(list)
     for held in running:
-        admitted_by_ns[held.namespace].append(held.demand)
+        (counted_by_ns if held.in_quota else uncounted_by_ns)[held.namespace].append(held.demand)
+    for namespace, demands in (quota_unreported or {}).items():
+        uncounted_by_ns[namespace].extend(demands)
     quota_used: dict[tuple[str, str], dict[str, int]] = {}
     quotas_by_ns: dict[str, list[Quota]] = defaultdict(list)
     for quota in quotas:
         quotas_by_ns[quota.namespace].append(quota)
         quota_used[(quota.namespace, quota.name)] = effective_quota_used(
-            quota.used, admitted_by_ns[quota.namespace], gpu_resource=gpu_resource,
+            quota.used, uncounted_by_ns[quota.namespace], counted=counted_by_ns[quota.namespace],
+            gpu_resource=gpu_resource,
             job_count=(job_counts or {}).get(quota.namespace))
 
     # Tenants' usage: running counts and DRF shares.
@@ -334,6 +364,7 @@ def decide(
         levels[item.priority][item.tenant].append(item)
     considered: list[QueuedTask] = []
     blocked_pools: list[tuple[str, tuple[str, str], QueuedTask]] = []  # (queue, pool, blocker)
+    quota_holds: dict[str, dict[str, tuple[QueuedTask, int, int]]] = defaultdict(dict)  # ns -> key -> blocker
     admissions = 0
 
     def admit_or_explain(task: QueuedTask) -> str:
@@ -354,6 +385,15 @@ def decide(
                                                                  f"GPU-hours")
             return "tenant"
         vector = task.demand.quota_vector(gpu_resource)
+        for key, (blocker, hard, need_first) in quota_holds.get(task.namespace, {}).items():
+            if vector.get(key):
+                label = _quota_label(key, gpu_resource)
+                have = max(used.get(key, 0) for used in
+                           (quota_used[(q.namespace, q.name)] for q in quotas_by_ns.get(task.namespace, [])))
+                decision.waiting[task.key] = Waiting(
+                    "Quota", f"{label} quota {_fmt_amount(key, have)}/{_fmt_amount(key, hard)} in use; waiting "
+                             f"behind {blocker.name}, which needs {_fmt_amount(key, need_first)} first")
+                return "tenant"
         for quota in quotas_by_ns.get(task.namespace, []):
             used = quota_used[(quota.namespace, quota.name)]
             for key, hard in quota.hard.items():
@@ -374,6 +414,9 @@ def decide(
                     if key == "count/jobs.batch":
                         message += " (finished Jobs count too: delete old tasks)"
                     decision.waiting[task.key] = Waiting("Quota", message)
+                    # Later tasks of the namespace that need this resource wait behind it (no backfill
+                    # that would starve a large task, as for cluster capacity below).
+                    quota_holds[task.namespace].setdefault(key, (task, hard, need))
                     return "tenant"
         pool = _pool(task)
         for queue, blocked, blocker in blocked_pools:

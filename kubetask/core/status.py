@@ -17,15 +17,15 @@ Two layers:
 
 from __future__ import annotations
 
-import copy
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
-PENDING, QUEUED, RUNNING = "Pending", "Queued", "Running"
-SUCCEEDED, FAILED, CANCELLED = "Succeeded", "Failed", "Cancelled"
+from kubetask.core.phases import CANCELLED, FAILED, PENDING, QUEUED, RUNNING, SUCCEEDED
+from kubetask.core.times import format_time, parse_time
+
 TERMINAL = (SUCCEEDED, FAILED, CANCELLED)
 RERUN_ANNOTATION = "kubetask.io/rerun"
 
@@ -42,26 +42,8 @@ EventType = Literal["Normal", "Warning"]
 
 # --------------------------------------------------------------------------- time
 
-
-def fmt_time(value: datetime | None) -> str | None:
-    if value is None:
-        return None
-    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def parse_time(value: Any) -> datetime | None:
-    if value is None or value == "":
-        return None
-    if isinstance(value, datetime):
-        return value if value.tzinfo else value.replace(tzinfo=UTC)
-    text = str(value).strip()
-    if text.endswith("Z"):
-        text = text[:-1] + "+00:00"
-    try:
-        parsed = datetime.fromisoformat(text)
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+fmt_time = format_time
+"""Kubernetes' timestamp form (``2025-03-01T14:30:00Z``); the one formatter of :mod:`kubetask.core.times`."""
 
 
 def human_time(value: datetime, now: datetime) -> str:
@@ -340,8 +322,10 @@ def reconcile_task(
     """
     meta = task.get("metadata") or {}
     spec = task.get("spec") or {}
-    old = dict(task.get("status") or {})
-    status: dict[str, Any] = copy.deepcopy(old)
+    old = task.get("status") or {}
+    # A shallow copy: every nested value this function changes (executions, conditions) is rebuilt,
+    # never edited in place, so the stored object stays as the watch delivered it.
+    status: dict[str, Any] = dict(old)
     generation = meta.get("generation")
     plan = Plan(status=status)
     if meta.get("deletionTimestamp"):
@@ -414,9 +398,11 @@ def reconcile_task(
         if obs.state == "gone":
             plan.ensure_workload = True  # admitted, but its Job is missing: create it (idempotent name)
             return plan
-        if obs.pod_name:
+        # A pod that has not started is not news yet: its name and node are written with its start
+        # (or its end), in one status write instead of three.
+        if obs.pod_name and obs.state != "pending":
             current["podName"] = obs.pod_name
-        if obs.node_name:
+        if obs.node_name and obs.state != "pending":
             current["nodeName"] = obs.node_name
             status["nodeName"] = obs.node_name
         if obs.state in ("running", "succeeded", "failed") and obs.started_at is not None \
@@ -547,7 +533,8 @@ def _with_ttl(plan: Plan, task: Mapping[str, Any], status: dict[str, Any], old: 
     ttl = (task.get("spec") or {}).get("ttlSecondsAfterFinished")
     done = parse_time(status.get("completedAt"))
     if ttl is not None and done is not None and status.get("phase") in TERMINAL:
-        at = done + timedelta(seconds=int(ttl))
+        # completedAt has second precision: count from the end of that second, so it is never early.
+        at = done + timedelta(seconds=int(ttl) + (0 if done.microsecond else 1))
         if at <= now:
             plan.delete_task = True
         else:
@@ -558,7 +545,7 @@ def _with_ttl(plan: Plan, task: Mapping[str, Any], status: dict[str, Any], old: 
 def admit(status: Mapping[str, Any], *, job_name: str, now: datetime, generation: int | None = None,
           message: str = "") -> dict[str, Any]:
     """The status after admitting the next execution (phase Running, a new ``executions[]`` entry)."""
-    new = copy.deepcopy(dict(status))
+    new = dict(status)  # shallow: executions and conditions are rebuilt below
     executions = [dict(e) for e in new.get("executions") or []]
     execution_id = len(executions) + 1
     executions.append({"id": execution_id, "jobName": job_name, "phase": PENDING})
@@ -576,7 +563,7 @@ def set_waiting(status: Mapping[str, Any], *, reason: str, message: str, now: da
                 position: int | None, estimated_start: datetime | None,
                 generation: int | None = None) -> dict[str, Any]:
     """The status of a Queued task the queue did not admit: why, its position, its estimated start."""
-    new = copy.deepcopy(dict(status))
+    new = dict(status)  # shallow: conditions are rebuilt by set_condition
     new["queuePosition"] = position
     new["estimatedStartTime"] = fmt_time(estimated_start)
     new["message"] = message
@@ -600,6 +587,6 @@ def current_execution(status: Mapping[str, Any]) -> dict[str, Any] | None:
 def fail(status: Mapping[str, Any], *, reason: str, message: str, now: datetime,
          generation: int | None = None) -> dict[str, Any]:
     """The status of a Task that cannot run at all (bad spec, unknown template …): Failed with the reason."""
-    new = copy.deepcopy(dict(status))
+    new = dict(status)  # shallow: _finish rebuilds the conditions
     _finish(new, FAILED, reason, message, now, generation)
     return new

@@ -13,7 +13,7 @@ from __future__ import annotations
 import copy
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -39,6 +39,15 @@ class ParameterCheck:
     @property
     def ok(self) -> bool:
         return not self.missing and not self.invalid
+
+    @property
+    def invalid_names(self) -> list[str]:
+        """The names of the invalid parameters, in the order found."""
+        return [item["name"] for item in self.invalid]
+
+    def reason_of(self, name: str) -> str:
+        """Why the parameter ``name`` is invalid (``invalid value`` if it is not)."""
+        return next((item["reason"] for item in self.invalid if item["name"] == name), "invalid value")
 
     def message(self, template_name: str | None = None) -> str:
         """One human-readable sentence naming every problem."""
@@ -187,14 +196,43 @@ def render_template(
     )
 
 
+def templates_by_name(templates: Iterable[Mapping[str, Any]]) -> dict[str, Mapping[str, Any]]:
+    """TaskTemplate objects -> ``{name: spec}``, the form :func:`find_template` and admission read."""
+    return {str((t.get("metadata") or {}).get("name")): (t.get("spec") or {}) for t in templates}
+
+
+def template_aliases(spec: Mapping[str, Any]) -> list[str]:
+    return [str(a) for a in spec.get("aliases") or []]
+
+
+def template_task_types(spec: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    """The seed-004 ``task_type`` entries of a template spec (a bare string counts as ``{name}``)."""
+    out: list[Mapping[str, Any]] = []
+    for entry in _spec_get(spec, "taskTypes", "task_types") or []:
+        if isinstance(entry, str):
+            out.append({"name": entry})
+        elif isinstance(entry, Mapping) and entry.get("name"):
+            out.append(entry)
+    return out
+
+
 def find_template(templates: Mapping[str, Mapping[str, Any]], name: str) -> tuple[str, Mapping[str, Any]] | None:
     """The template called ``name``, or one listing it among its ``aliases``/``taskTypes``."""
     if name in templates:
         return name, templates[name]
     for template_name, spec in templates.items():
-        if name in (spec.get("aliases") or []):
+        if name in template_aliases(spec):
             return template_name, spec
-        for alias in _spec_get(spec, "taskTypes", "task_types") or []:
-            if isinstance(alias, Mapping) and alias.get("name") == name:
-                return template_name, spec
+        if any(alias.get("name") == name for alias in template_task_types(spec)):
+            return template_name, spec
+    return None
+
+
+def find_task_type(templates: Mapping[str, Mapping[str, Any]], task_type: str
+                   ) -> tuple[str, Mapping[str, Any], Mapping[str, Any]] | None:
+    """``(template name, spec, alias entry)`` of the template that serves a seed-004 ``task_type``."""
+    for template_name, spec in templates.items():
+        for entry in template_task_types(spec):
+            if entry.get("name") == task_type:
+                return template_name, spec, entry
     return None

@@ -25,8 +25,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 from kubetask import API_VERSION, GROUP
+from kubetask.core.models import DEFAULT_MAX_PENDING, DEFAULT_MAX_TIMEOUT_SECONDS
+from kubetask.core.objects import LABEL_TENANT
 
-TENANT_LABEL = "kubetask.io/tenant"
+TENANT_LABEL = LABEL_TENANT
 MANAGED_BY = {"app.kubernetes.io/managed-by": "kubetask"}
 JOB_COUNT_FLOOR = 1000
 DEFAULT_PODS = 500
@@ -35,10 +37,28 @@ DEFAULT_CONTAINER_CPU = "1"
 DEFAULT_CONTAINER_MEMORY = "2Gi"
 
 
-def tenant_namespace(tenant_name: str, spec: Mapping[str, Any] | None, prefix: str = "kubetask-") -> str:
-    """The namespace that holds a tenant's Tasks."""
+def tenant_namespace(tenant_name: str, spec: Mapping[str, Any] | None, prefix: str = "kubetask-", *,
+                     status: Mapping[str, Any] | None = None) -> str:
+    """The namespace that holds a tenant's Tasks: the one the operator reports it made
+    (``status.namespace``, when given), else ``spec.namespace``, else ``<prefix><tenant>``."""
+    made = (status or {}).get("namespace")
+    if made:
+        return str(made)
     explicit = (spec or {}).get("namespace")
     return str(explicit) if explicit else f"{prefix}{tenant_name}"
+
+
+def namespace_of(tenant: Mapping[str, Any], prefix: str = "kubetask-") -> str:
+    """:func:`tenant_namespace` of a whole Tenant object."""
+    return tenant_namespace(str((tenant.get("metadata") or {}).get("name")), tenant.get("spec"), prefix,
+                            status=tenant.get("status"))
+
+
+def tenant_limits(tenant: Mapping[str, Any]) -> dict[str, Any]:
+    """``spec.limits`` with kubetask's defaults (``maxPending`` 50, ``maxTimeoutSeconds`` 3600)."""
+    limits: dict[str, Any] = {"maxPending": DEFAULT_MAX_PENDING, "maxTimeoutSeconds": DEFAULT_MAX_TIMEOUT_SECONDS}
+    limits.update((tenant.get("spec") or {}).get("limits") or {})
+    return limits
 
 
 def _owner(tenant: Mapping[str, Any]) -> list[dict[str, Any]]:
@@ -159,9 +179,13 @@ def next_month_start(when: datetime) -> datetime:
 
 
 def gpu_seconds_in_month(tenant_status: Mapping[str, Any], month: str) -> float:
+    """GPU-seconds used in ``month`` (``YYYY-MM``): the ``usage[]`` ledger's entry, else the live
+    ``gpuSecondsThisMonth`` when it is for that month (or says for none)."""
     for entry in tenant_status.get("usage") or []:
         if entry.get("month") == month:
             return float(entry.get("gpuSeconds") or 0.0)
+    if tenant_status.get("month") in (None, month) and tenant_status.get("gpuSecondsThisMonth") is not None:
+        return float(tenant_status.get("gpuSecondsThisMonth") or 0.0)
     return 0.0
 
 

@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
-from kubetask.sdk.client import KubetaskClient
+from kubetask.sdk.client import KubetaskClient, TaskEvent
 from kubetask.sdk.errors import KubetaskError, WaitTimeout
 from kubetask.sdk.models import Task
 
@@ -142,8 +142,15 @@ def cmd_submit(args: argparse.Namespace) -> int:
         fields["script_type"] = args.script_type or ("bash" if args.script.endswith(".sh") else "python")
     elif args.script_type:
         fields["script_type"] = args.script_type
-    if args.command:
-        fields["command"] = args.command
+    command = list(args.argv or [])
+    if command[:1] == ["--"]:
+        command = command[1:]
+    if command and args.shell_command:
+        raise SystemExit("error: give the command either after -- or with --command, not both")
+    if command:
+        fields["command"] = command
+    elif args.shell_command:
+        fields["command"] = args.shell_command  # one string: the API runs it with /bin/sh -c
     if args.depends_on:
         fields["depends_on"] = args.depends_on
     if args.annotation:
@@ -241,6 +248,60 @@ def cmd_wait(args: argparse.Namespace) -> int:
         return _wait(kt, args.task_id, args)
 
 
+def _watch_line(event: TaskEvent) -> str:
+    task = event.task
+    if task is None:
+        return f"! {event.kind}: {event.detail}"
+    bits = [f"{event.kind:<8} {task.id}: {task.status}"]
+    if task.queue_position is not None:
+        bits.append(f"position {task.queue_position}")
+    if task.estimated_start_time and task.status in ("pending", "queued"):
+        bits.append(f"est. start {task.estimated_start_time}")
+    if task.waiting_reason:
+        bits.append(f"({task.waiting_reason})")
+    if task.worker_id and task.status == "running":
+        bits.append(f"on {task.worker_id}")
+    if task.error:
+        bits.append(f"error: {task.error}")
+    return " ".join(bits)
+
+
+WATCH_COLUMNS = ("id", "status", "queue_position", "estimated_start_time", "worker_id", "waiting_reason")
+
+
+def cmd_watch(args: argparse.Namespace) -> int:
+    """A live progress view from the SSE stream: a table redrawn in place on a terminal, one line per change
+    otherwise; following one task, it ends when the task does (exit 0 if completed, 2 if not)."""
+    live = sys.stdout.isatty() and args.output != "json"
+    rows: dict[str, dict[str, Any]] = {}
+    last: Task | None = None
+    with client_from(args) as kt:
+        try:
+            for event in kt.watch(args.task_id, status=args.status, tag=args.tag, template=args.template,
+                                  snapshot=not args.no_snapshot, timeout=args.timeout_wait):
+                if args.output == "json":
+                    print(json.dumps({"event": event.kind, "id": event.id, "detail": event.detail,
+                                      "task": _dump(event.task) if event.task else None}, default=str), flush=True)
+                elif not live:
+                    print(_watch_line(event), flush=True)
+                if event.task is not None:
+                    last = event.task
+                    if event.kind == "deleted":
+                        rows.pop(event.task.id, None)
+                    else:
+                        rows[event.task.id] = _dump(event.task)
+                if live:
+                    sys.stdout.write("\x1b[H\x1b[2J")  # redraw in place
+                    print(f"kubetask: {len(rows)} task(s), live (Ctrl-C to stop)   last: {_watch_line(event)}")
+                    print_table(list(rows.values())[-40:], WATCH_COLUMNS)
+                    sys.stdout.flush()
+        except KeyboardInterrupt:
+            return 130
+    if args.task_id:
+        return 0 if last is not None and last.status == "completed" else 2
+    return 0
+
+
 def cmd_templates_list(args: argparse.Namespace) -> int:
     with client_from(args) as kt:
         items = kt.templates()
@@ -289,14 +350,16 @@ def _common() -> argparse.ArgumentParser:
     common.add_argument("--url", default=None, help="API base URL (default $KUBETASK_URL or http://127.0.0.1:8000)")
     common.add_argument("--api-key", default=None, help="API key (default $KUBETASK_API_KEY)")
     common.add_argument("--token", default=None, help="Kubernetes bearer token (default $KUBETASK_TOKEN)")
-    common.add_argument("-o", "--output", choices=("table", "json"), default="table")
+    common.add_argument("-o", "--output", choices=("table", "json"), default="table",
+                        help="output format (default table)")
     return common
 
 
 def _wait_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--timeout-wait", type=float, default=None, metavar="SECONDS",
-                        help="give up waiting after this long (exit 3)")
-    parser.add_argument("--interval", type=float, default=1.0, help="poll interval in seconds")
+                        help="give up waiting after this long (exit 3; default: wait for ever)")
+    parser.add_argument("--interval", type=float, default=1.0, metavar="SECONDS",
+                        help="poll interval in seconds (default 1)")
     parser.add_argument("-q", "--quiet", action="store_true",
                         help="print only the task id (submit); no progress lines on stderr (wait)")
 
@@ -305,75 +368,93 @@ def register(subparsers: Any) -> None:
     """Add ``tasks``, ``templates`` and ``queue`` to the ``kubetask`` command."""
     common = _common()
 
-    tasks = subparsers.add_parser("tasks", help="submit, list, inspect, cancel and wait for tasks")
-    tsub = tasks.add_subparsers(dest="tasks_command", required=True)
+    tasks = subparsers.add_parser("tasks", help="submit, list, show, cancel, wait for tasks and print their logs",
+                                  description="Tasks: submit, list, get, cancel, logs, wait.")
+    tsub = tasks.add_subparsers(dest="tasks_command", required=True, metavar="ACTION")
 
-    submit = tsub.add_parser("submit", parents=[common], help="create a task")
-    submit.add_argument("--name")
-    submit.add_argument("--description")
-    submit.add_argument("--template", help="TaskTemplate name")
-    submit.add_argument("--param", action="append", metavar="KEY=VALUE", help="template parameter (repeatable)")
-    submit.add_argument("--parameters", metavar="JSON", help="template parameters as JSON (or @file)")
-    submit.add_argument("--task-type")
-    submit.add_argument("--model-name")
-    submit.add_argument("--input", metavar="JSON", help="input_data as JSON (or @file)")
-    submit.add_argument("--script", metavar="FILE", help="script file to run ('-' for stdin)")
-    submit.add_argument("--script-type", choices=("python", "bash"))
-    submit.add_argument("--image")
-    submit.add_argument("--command", nargs="+")
-    submit.add_argument("--priority", type=int)
-    submit.add_argument("--queue")
-    submit.add_argument("--depends-on", nargs="+")
-    submit.add_argument("--gpus", type=int)
-    submit.add_argument("--gpu-type")
-    submit.add_argument("--timeout", type=int, help="timeout_seconds")
-    submit.add_argument("--max-retries", type=int)
-    submit.add_argument("--scheduled-at")
-    submit.add_argument("--annotation", action="append", metavar="KEY=VALUE", help="pod annotation (repeatable)")
-    submit.add_argument("--tag", action="append")
-    submit.add_argument("--json", metavar="BODY", help="a whole request body as JSON (or @file)")
-    submit.add_argument("--wait", action="store_true", help="wait for the result")
+    submit = tsub.add_parser(
+        "submit", parents=[common], help="create a task",
+        description="Create a task. Say what runs with ONE of --template (+ --param), --task-type "
+                    "(+ --model-name, --input), --script, or --image (+ the command after --), e.g. "
+                    "kubetask tasks submit --image busybox -- sh -c 'echo hi'.")
+    submit.add_argument("--name", help="display name, 1-255 characters (default: from what runs)")
+    submit.add_argument("--description", help="free text, at most 4096 characters")
+    submit.add_argument("--template", help="TaskTemplate to run (see `kubetask templates list`)")
+    submit.add_argument("--param", action="append", metavar="KEY=VALUE",
+                        help="template parameter (repeatable; VALUE is parsed as JSON when it can be)")
+    submit.add_argument("--parameters", metavar="JSON", help="template parameters as a JSON object (or @file)")
+    submit.add_argument("--task-type", help="a model task type, e.g. text_generation (with --model-name, --input)")
+    submit.add_argument("--model-name", help="the model a --task-type task runs")
+    submit.add_argument("--input", metavar="JSON", help="input_data of a --task-type task, a JSON object (or @file)")
+    submit.add_argument("--script", metavar="FILE", help="script file to run ('-' for stdin), at most 1 MiB")
+    submit.add_argument("--script-type", choices=("python", "bash"),
+                        help="the script's language (default: bash for *.sh, else python)")
+    submit.add_argument("--image", help="container image to run; the command goes after --")
+    submit.add_argument("--command", dest="shell_command", metavar="SHELL",
+                        help="the image's command as ONE shell string, run with /bin/sh -c "
+                             "(or give the command as words after --)")
+    submit.add_argument("argv", nargs=argparse.REMAINDER, metavar="-- COMMAND ...",
+                        help="the image's command and its arguments, taken whole after --")
+    submit.add_argument("--priority", type=int, choices=range(0, 11), metavar="0-10",
+                        help="higher runs first, 0-10 (default 5)")
+    submit.add_argument("--queue", help="queue name (default 'default')")
+    submit.add_argument("--depends-on", nargs="+", metavar="TASK_ID",
+                        help="task ids (or names) that must complete first")
+    submit.add_argument("--gpus", type=int, choices=range(0, 65), metavar="0-64", help="GPUs, 0-64 (default 0)")
+    submit.add_argument("--gpu-type", help="GPU product, e.g. A100 (implies --gpus 1 when --gpus is not given)")
+    submit.add_argument("--timeout", type=int, metavar="SECONDS",
+                        help="run time limit, 1 .. your tenant's maximum (default 3600)")
+    submit.add_argument("--max-retries", type=int, choices=range(0, 21), metavar="0-20",
+                        help="retries after a failed run, 0-20 (default 0)")
+    submit.add_argument("--scheduled-at", metavar="TIME", help="do not start before this ISO 8601 time")
+    submit.add_argument("--annotation", action="append", metavar="KEY=VALUE",
+                        help="annotation on the task's pod (repeatable)")
+    submit.add_argument("--tag", action="append", help="a tag (repeatable)")
+    submit.add_argument("--json", metavar="BODY", help="a whole request body as JSON (or @file); flags override it")
+    submit.add_argument("--wait", action="store_true", help="wait for the task to finish and print its result")
     _wait_flags(submit)
     submit.set_defaults(func=_guard(cmd_submit))
 
-    lst = tsub.add_parser("list", parents=[common], help="list tasks")
-    lst.add_argument("--status")
-    lst.add_argument("--template")
-    lst.add_argument("--queue")
-    lst.add_argument("--tag")
-    lst.add_argument("--search")
-    lst.add_argument("--sort-by")
-    lst.add_argument("--order", choices=("asc", "desc"))
-    lst.add_argument("--limit", type=int, default=50)
-    lst.add_argument("--offset", type=int)
-    lst.add_argument("--page", type=int)
+    lst = tsub.add_parser("list", parents=[common], help="list your tasks")
+    lst.add_argument("--status", help="status word in any case, comma-separated (pending and queued both mean "
+                                      "waiting)")
+    lst.add_argument("--template", help="only tasks of this template")
+    lst.add_argument("--queue", help="only tasks of this queue")
+    lst.add_argument("--tag", help="only tasks carrying this tag")
+    lst.add_argument("--search", help="free text over name, id, description, template …")
+    lst.add_argument("--sort-by", help="created_at (default), priority, status, name …")
+    lst.add_argument("--order", choices=("asc", "desc"), help="sort order (default desc for created_at and priority)")
+    lst.add_argument("--limit", type=int, default=50, metavar="1-1000", help="tasks per page, 1-1000 (default 50)")
+    lst.add_argument("--offset", type=int, metavar="N", help="skip this many tasks (≥ 0)")
+    lst.add_argument("--page", type=int, metavar="N", help="page number from 1 (instead of --offset)")
     lst.set_defaults(func=_guard(cmd_list))
 
     get = tsub.add_parser("get", parents=[common], help="show one task")
-    get.add_argument("task_id")
+    get.add_argument("task_id", help="the task's id (or Kubernetes name)")
     get.set_defaults(func=_guard(cmd_get))
 
     cancel = tsub.add_parser("cancel", parents=[common], help="cancel a task")
-    cancel.add_argument("task_id")
+    cancel.add_argument("task_id", help="the task's id (or Kubernetes name)")
     cancel.set_defaults(func=_guard(cmd_cancel))
 
     logs = tsub.add_parser("logs", parents=[common], help="print a task's log")
-    logs.add_argument("task_id")
-    logs.add_argument("--tail", type=int)
-    logs.add_argument("-f", "--follow", action="store_true")
+    logs.add_argument("task_id", help="the task's id (or Kubernetes name)")
+    logs.add_argument("--tail", type=int, metavar="N", help="only the last N lines (0-100000)")
+    logs.add_argument("-f", "--follow", action="store_true", help="keep printing until the container ends")
     logs.set_defaults(func=_guard(cmd_logs))
 
     wait = tsub.add_parser("wait", parents=[common], help="wait for a task and print its result")
-    wait.add_argument("task_id")
+    wait.add_argument("task_id", help="the task's id (or Kubernetes name)")
     _wait_flags(wait)
     wait.set_defaults(func=_guard(cmd_wait))
 
-    templates = subparsers.add_parser("templates", help="list and show task templates")
-    tpl = templates.add_subparsers(dest="templates_command", required=True)
-    tlist = tpl.add_parser("list", parents=[common], help="list templates")
+    templates = subparsers.add_parser("templates", help="list task templates and show one",
+                                      description="Task templates: list, get.")
+    tpl = templates.add_subparsers(dest="templates_command", required=True, metavar="ACTION")
+    tlist = tpl.add_parser("list", parents=[common], help="list the templates and their parameters")
     tlist.set_defaults(func=_guard(cmd_templates_list))
-    tget = tpl.add_parser("get", parents=[common], help="show a template")
-    tget.add_argument("name")
+    tget = tpl.add_parser("get", parents=[common], help="show a template's parameters")
+    tget.add_argument("name", help="the template's name")
     tget.set_defaults(func=_guard(cmd_templates_get))
 
     queue = subparsers.add_parser("queue", parents=[common], help="your queue status and limits")

@@ -15,9 +15,11 @@ from __future__ import annotations
 
 import asyncio
 import builtins
+import json
 import os
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -35,13 +37,71 @@ from kubetask.sdk.models import (
 
 DEFAULT_URL = "http://127.0.0.1:8000"
 ProgressCallback = Callable[[Task], Any]
+RECONNECT_SECONDS = 2.0
+
+
+@dataclass(frozen=True)
+class TaskEvent:
+    """One message of the live stream: ``kind`` is ``snapshot``, ``created``, ``updated``, ``finished`` or
+    ``deleted`` (with ``task``), or ``reset`` (changes were missed: re-list; ``detail`` says why)."""
+
+    kind: str
+    id: str | None
+    task: Task | None = None
+    detail: str | None = None
+
+
+class _SSEParser:
+    """An incremental ``text/event-stream`` parser: :meth:`feed` one line, get ``(event, data, id)`` or None."""
+
+    def __init__(self) -> None:
+        self.event = "message"
+        self.data: list[str] = []
+        self.id: str | None = None
+
+    def feed(self, raw: str) -> tuple[str, str, str | None] | None:
+        line = raw.rstrip("\r")
+        if line == "":
+            out = (self.event, "\n".join(self.data), self.id) if self.data or self.event != "message" else None
+            self.event, self.data, self.id = "message", [], None
+            return out
+        if not line.startswith(":"):
+            name, _, value = line.partition(":")
+            value = value[1:] if value.startswith(" ") else value
+            if name == "event":
+                self.event = value
+            elif name == "data":
+                self.data.append(value)
+            elif name == "id":
+                self.id = value
+        return None
+
+
+def _sse_events(lines: Iterable[str]) -> Iterator[tuple[str, str, str | None]]:
+    """``(event, data, id)`` for each event of a ``text/event-stream`` (comments skipped)."""
+    parser = _SSEParser()
+    for line in lines:
+        parsed = parser.feed(line)
+        if parsed is not None:
+            yield parsed
+
+
+def _watch_params(status: str | None, tag: str | None, template: str | None, ids: Iterable[str] | None,
+                  snapshot: bool) -> dict[str, Any]:
+    params = _list_params(status=status, tag=tag, template=template)
+    if ids:
+        params["id"] = ",".join(ids)
+    if snapshot:
+        params["snapshot"] = "true"
+    return params
 
 
 def _config(base_url: str | None, api_key: str | None, token: str | None) -> tuple[str, dict[str, str]]:
     url = (base_url or os.environ.get("KUBETASK_URL") or DEFAULT_URL).rstrip("/")
     key = api_key if api_key is not None else os.environ.get("KUBETASK_API_KEY")
     bearer = token if token is not None else os.environ.get("KUBETASK_TOKEN")
-    headers = {"Accept": "application/json", "User-Agent": "kubetask-sdk"}
+    # The SDK speaks kubetask's own dialect, whatever profile the API key pins.
+    headers = {"Accept": "application/json", "User-Agent": "kubetask-sdk", "X-Compat-Profile": "canonical"}
     if key:
         headers["X-API-Key"] = key
     elif bearer:
@@ -158,7 +218,7 @@ class KubetaskClient(_Base):
         return result
 
     def logs(self, task_id: str, *, tail: int | None = None) -> str:
-        return str(self._call("GET", f"/tasks/{task_id}/logs", params=_list_params(tail=tail)))
+        return str(self._call("GET", f"/tasks/{task_id}/logs", params=_list_params(tail=tail)) or "")
 
     def follow_logs(self, task_id: str, *, tail: int | None = None) -> Iterator[str]:
         params = _list_params(tail=tail, follow="true")
@@ -186,6 +246,54 @@ class KubetaskClient(_Base):
                 raise WaitTimeout(408, {"detail": f"task {task_id} still {task.status} after {timeout} s",
                                         "code": "WAIT_TIMEOUT"})
             time.sleep(poll_interval)
+
+    def watch(self, task_id: str | None = None, *, status: str | None = None, tag: str | None = None,
+              template: str | None = None, ids: Iterable[str] | None = None, snapshot: bool = True,
+              last_event_id: str | None = None, until_done: bool | None = None,
+              timeout: float | None = None) -> Iterator[TaskEvent]:
+        """Live updates from the server's SSE stream (no polling): one task (``task_id``) or every task of yours
+        matching the filters. Reconnects with ``Last-Event-ID`` after a dropped connection or an overflow, so
+        nothing is lost inside the server's window; past it a ``reset`` event says so. ``until_done`` (default:
+        when following one task) ends the iteration once that task is completed, failed or cancelled."""
+        path = f"/tasks/{task_id}/events" if task_id else "/tasks/events"
+        params = {} if task_id else _watch_params(status, tag, template, ids, snapshot)
+        stop_when_done = bool(task_id) if until_done is None else until_done
+        deadline = None if timeout is None else time.monotonic() + timeout
+        last = last_event_id
+        while True:
+            headers = {"Accept": "text/event-stream", **({"Last-Event-ID": last} if last else {})}
+            read = None if deadline is None else max(0.1, deadline - time.monotonic())
+            try:
+                with self._http.stream("GET", self._path(path), params=params, headers=headers,
+                                       timeout=httpx.Timeout(30.0, read=read)) as response:
+                    if response.status_code >= 400:
+                        response.read()
+                        _decode(response)
+                    for kind, data, event_id in _sse_events(response.iter_lines()):
+                        last = event_id or last
+                        if kind == "ready" or kind == "message":
+                            continue
+                        if kind == "overflow":
+                            break  # read on from where this client was, with Last-Event-ID
+                        if kind == "reset":
+                            yield TaskEvent(kind, event_id, detail=json.loads(data).get("detail"))
+                            continue
+                        task = Task.model_validate(json.loads(data))
+                        yield TaskEvent(kind, event_id, task)
+                        if stop_when_done and task.done:
+                            return
+                        if task_id and kind == "deleted":
+                            return
+            except httpx.TimeoutException:
+                pass
+            except httpx.TransportError as error:
+                if deadline is None and not last:
+                    raise ServiceUnavailable(503, message=f"cannot reach {self.base_url}: {error}") from error
+            if deadline is not None and time.monotonic() >= deadline:
+                raise WaitTimeout(408, {"detail": f"no end of {task_id or 'the stream'} within {timeout} s",
+                                        "code": "WAIT_TIMEOUT"})
+            time.sleep(RECONNECT_SECONDS if deadline is None else min(RECONNECT_SECONDS,
+                                                                       max(0.0, deadline - time.monotonic())))
 
     def queue_status(self) -> QueueStatus:
         return QueueStatus.model_validate(self._call("GET", "/tasks/queue-status"))
@@ -270,7 +378,7 @@ class AsyncKubetaskClient(_Base):
         return result
 
     async def logs(self, task_id: str, *, tail: int | None = None) -> str:
-        return str(await self._call("GET", f"/tasks/{task_id}/logs", params=_list_params(tail=tail)))
+        return str(await self._call("GET", f"/tasks/{task_id}/logs", params=_list_params(tail=tail)) or "")
 
     async def follow_logs(self, task_id: str, *, tail: int | None = None) -> AsyncIterator[str]:
         params = _list_params(tail=tail, follow="true")
@@ -301,6 +409,45 @@ class AsyncKubetaskClient(_Base):
                                         "code": "WAIT_TIMEOUT"})
             await asyncio.sleep(poll_interval)
 
+    async def watch(self, task_id: str | None = None, *, status: str | None = None, tag: str | None = None,
+                    template: str | None = None, ids: Iterable[str] | None = None, snapshot: bool = True,
+                    last_event_id: str | None = None, until_done: bool | None = None) -> AsyncIterator[TaskEvent]:
+        """:meth:`KubetaskClient.watch`, asynchronously (reconnects with ``Last-Event-ID``)."""
+        path = f"/tasks/{task_id}/events" if task_id else "/tasks/events"
+        params = {} if task_id else _watch_params(status, tag, template, ids, snapshot)
+        stop_when_done = bool(task_id) if until_done is None else until_done
+        last = last_event_id
+        while True:
+            headers = {"Accept": "text/event-stream", **({"Last-Event-ID": last} if last else {})}
+            parser = _SSEParser()
+            try:
+                async with self._http.stream("GET", self._path(path), params=params, headers=headers,
+                                             timeout=httpx.Timeout(30.0, read=None)) as response:
+                    if response.status_code >= 400:
+                        await response.aread()
+                        _decode(response)
+                    async for line in response.aiter_lines():
+                        parsed = parser.feed(line)
+                        if parsed is None:
+                            continue
+                        kind, data, event_id = parsed
+                        last = event_id or last
+                        if kind in ("ready", "message"):
+                            continue
+                        if kind == "overflow":
+                            break
+                        if kind == "reset":
+                            yield TaskEvent(kind, event_id, detail=json.loads(data).get("detail"))
+                            continue
+                        task = Task.model_validate(json.loads(data))
+                        yield TaskEvent(kind, event_id, task)
+                        if (stop_when_done and task.done) or (task_id and kind == "deleted"):
+                            return
+            except httpx.TransportError as error:
+                if not last:
+                    raise ServiceUnavailable(503, message=f"cannot reach {self.base_url}: {error}") from error
+            await asyncio.sleep(RECONNECT_SECONDS)
+
     async def queue_status(self) -> QueueStatus:
         return QueueStatus.model_validate(await self._call("GET", "/tasks/queue-status"))
 
@@ -314,4 +461,4 @@ class AsyncKubetaskClient(_Base):
         return Template.model_validate(await self._call("GET", f"/templates/{name}"))
 
 
-__all__ = ["AsyncKubetaskClient", "KubetaskClient", "KubetaskError"]
+__all__ = ["AsyncKubetaskClient", "KubetaskClient", "KubetaskError", "TaskEvent"]

@@ -26,7 +26,7 @@ import kt_deploy as kt
 
 from kubetask.core import models
 
-KINDS = ("Task", "TaskTemplate", "Tenant")
+KINDS = ("Task", "TaskTemplate", "TaskWebhook", "Tenant")
 EXAMPLES = sorted((kt.REPO / "tests" / "examples").glob("*.yaml"))
 
 
@@ -36,7 +36,7 @@ def _nodes(kind: str) -> list[tuple[str, dict[str, Any]]]:
 
 def test_every_kind_has_a_crd() -> None:
     assert set(kt.crds()) == set(KINDS)
-    assert kt.CRD_FILES == ("task.yaml", "tasktemplate.yaml", "tenant.yaml")
+    assert kt.CRD_FILES == ("task.yaml", "tasktemplate.yaml", "taskwebhook.yaml", "tenant.yaml")
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -48,9 +48,9 @@ def test_crd_names_and_versions(kind: str) -> None:
     assert spec["names"]["kind"] == kind
     assert spec["names"]["plural"] == kind.lower() + "s"
     assert spec["names"]["categories"] == ["kubetask"]
-    expected_short = {"Task": ["kt"], "TaskTemplate": ["ktt"], "Tenant": ["ktn"]}[kind]
+    expected_short = {"Task": ["kt"], "TaskTemplate": ["ktt"], "TaskWebhook": ["ktw"], "Tenant": ["ktn"]}[kind]
     assert spec["names"]["shortNames"] == expected_short
-    assert spec["scope"] == ("Namespaced" if kind == "Task" else "Cluster")
+    assert spec["scope"] == ("Namespaced" if kind in ("Task", "TaskWebhook") else "Cluster")
     versions = spec["versions"]
     assert [(v["name"], v["served"], v["storage"]) for v in versions] == [("v1alpha1", True, True)]
     if kind != "TaskTemplate":

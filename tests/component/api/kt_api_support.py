@@ -20,6 +20,7 @@ from typing import Any
 
 import httpx
 from kt_support import remove_webhook_configurations, reset_namespaces
+from schema_check import SchemaCheck
 
 from kubetask.api.server import ApiHandle, run_api_in_thread
 from kubetask.cluster import LocalCluster
@@ -77,12 +78,27 @@ class Stack:
         self.url = api.url
         self.namespaces = namespaces
         """The tenant namespaces emptied at teardown (``add_tenant`` adds to them)."""
+        self._schema: SchemaCheck | None = None
+
+    @property
+    def schema(self) -> SchemaCheck:
+        """The API's own OpenAPI document, which every response of :meth:`client` is checked against."""
+        if self._schema is None:
+            self._schema = SchemaCheck.fetch(self.url)
+        return self._schema
+
+    def _check_response(self, response: httpx.Response) -> None:
+        if response.headers.get("content-type", "").startswith("application/json"):
+            response.read()
+            self.schema.check(response)
 
     def client(self, key: str | None = None, *, prefix: str = "/api/v1", **headers: str) -> httpx.Client:
+        """An httpx client for the API as ``key``; every JSON response must match the documented schema."""
         all_headers = dict(headers)
         if key is not None:
             all_headers["X-API-Key"] = key
-        return httpx.Client(base_url=self.url + prefix, headers=all_headers, timeout=30.0)
+        return httpx.Client(base_url=self.url + prefix, headers=all_headers, timeout=30.0,
+                            event_hooks={"response": [self._check_response]})
 
     def add_tenant(self, name: str, key: str | None, *, role: str = "user", limits: dict[str, Any] | None = None,
                    subjects: list[Mapping[str, Any]] | None = None) -> None:
@@ -109,9 +125,15 @@ class Stack:
         return asyncio.run(run())
 
     def set_status(self, task: dict[str, Any], status: dict[str, Any], *, client: httpx.Client | None = None) -> None:
-        """Play the operator: write ``status`` on a task (status subresource) and wait until the API sees it."""
+        """Play the operator: write ``status`` on a task (status subresource) and wait until the API sees it.
+
+        A ``Running`` phase without executions gets one that has started on a node: running means started."""
+        if status.get("phase") == "Running" and "executions" not in status:
+            status = {**status, "executions": [{"id": 1, "jobName": f"{task['object_name']}-1",
+                                                "nodeName": status.get("nodeName") or "gpu-a100-1",
+                                                "startedAt": status.get("startedAt") or "2030-01-01T00:00:00Z"}]}
         namespace = task.get("namespace") or f"kubetask-{task['user_id']}"
-        self.kube(lambda c: c.patch_status(TASKS, task["id"], {"status": status}, namespace))
+        self.kube(lambda c: c.patch_status(TASKS, task["object_name"], {"status": status}, namespace))
         if client is not None and status.get("phase"):
             want = {"Pending": "pending", "Queued": "queued", "Running": "running", "Succeeded": "completed",
                     "Failed": "failed", "Cancelled": "cancelled"}[status["phase"]]

@@ -8,7 +8,9 @@ from typing import Any
 from kt_api_support import Stack
 
 from kubetask.api.routes.common import FastJSON
-from kubetask.core.rest import list_envelope, make_query, query_tasks, task_public
+from kubetask.core.rest.present import task_public
+from kubetask.core.rest.profiles import CANONICAL, PROFILES, Profile
+from kubetask.core.rest.query import list_envelope, make_query, query_tasks
 from kubetask.kube.client import TASKS, KubeClient
 
 BODY = {"name": "rows", "script_content": "print(1)", "metadata": {"tags": ["rows"]}}
@@ -30,13 +32,12 @@ def test_list_bodies_match_the_core_mapping_and_follow_changes(shared: Stack) ->
         params = {"status": "pending", "tag": "rows", "sort_by": "priority", "sort_order": "desc", "limit": "4",
                   "offset": "1"}
 
-        def expected(seed004: bool = False, **overrides: Any) -> bytes:
+        def expected(profile: Profile = CANONICAL, **overrides: Any) -> bytes:
             p = {**params, **overrides}
             q = make_query(status=p["status"], tag=p["tag"], sort_by=p["sort_by"], sort_order=p["sort_order"],
-                           limit=int(p["limit"]), offset=int(p["offset"]), queued_as_pending=seed004)
+                           limit=int(p["limit"]), offset=int(p["offset"]))
             total, items = query_tasks(apiserver_tasks(shared, namespace), q)
-            return bytes(FastJSON(list_envelope(total, q, [task_public(o, queued_as_pending=seed004)
-                                                            for o in items])).body)
+            return bytes(FastJSON(list_envelope(total, q, [task_public(o, profile) for o in items])).body)
 
         first = client.get("/tasks", params=params)
         assert first.status_code == 200 and first.headers["content-type"] == "application/json"
@@ -53,12 +54,15 @@ def test_list_bodies_match_the_core_mapping_and_follow_changes(shared: Stack) ->
         task = client.get(f"/tasks/{ids[0]}").json()
         shared.set_status(task, {"phase": "Queued", "queuePosition": 1}, client=client)
         listed = client.get("/tasks", params={**params, "offset": "0", "limit": "50"}).json()
-        assert ids[0] not in [t["id"] for t in listed["tasks"]] and listed["total"] == 6
+        # pending and queued both select every waiting task; the task's own status says which.
+        assert listed["total"] == 7 and {t["status"] for t in listed["tasks"] if t["id"] == ids[0]} == {"queued"}
         assert client.get("/tasks", params={**params, "limit": "50"}).content == expected(limit="50")
+        assert client.get("/tasks", params={**params, "status": "queued", "limit": "50"}).content == \
+            expected(status="queued", limit="50")
 
-        # Seed 004's root paths count queued as pending, and say so.
+        # The Task Manager API's root paths know no "queued": every waiting task reads pending there.
         seed = root_paths.get("/tasks", params={**params, "offset": "0", "limit": "50"})
-        assert seed.content == expected(True, offset="0", limit="50")
+        assert seed.content == expected(PROFILES["taskmanager"], offset="0", limit="50")
         assert {t["status"] for t in seed.json()["tasks"]} == {"pending"} and seed.json()["total"] == 7
 
         array = client.get("/tasks", params={**params, "format": "array"})
@@ -66,4 +70,4 @@ def test_list_bodies_match_the_core_mapping_and_follow_changes(shared: Stack) ->
 
         assert client.delete(f"/tasks/{new}").status_code == 200  # a cancel: no longer pending
         listed = client.get("/tasks", params={**params, "offset": "0", "limit": "50"}).json()
-        assert new not in [t["id"] for t in listed["tasks"]] and listed["total"] == 5
+        assert new not in [t["id"] for t in listed["tasks"]] and listed["total"] == 6

@@ -97,8 +97,8 @@ def test_cli_submit_and_wait_prints_the_result(needs_operator: Stack, monkeypatc
                                                capsys: pytest.CaptureFixture[str], tmp_path: object) -> None:
     monkeypatch.setenv("KUBETASK_URL", needs_operator.url)
     code = main(["tasks", "submit", "--api-key", ALICE_KEY, "--name", "cli", "--image", "busybox",
-                 "--command", "echo", "hi", "--annotation", "kubetask.dev/sim-duration-seconds=0.3",
-                 "--wait", "--interval", "0.1", "--timeout-wait", "60"])
+                 "--annotation", "kubetask.dev/sim-duration-seconds=0.3",
+                 "--wait", "--interval", "0.1", "--timeout-wait", "60", "--", "sh", "-c", "echo hi"])
     captured = capsys.readouterr()
     assert code == 0, captured.err
     assert "pending" in captured.err or "running" in captured.err or "completed" in captured.err

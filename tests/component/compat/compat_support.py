@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import re
@@ -17,6 +18,7 @@ from typing import Any
 import httpx
 import pytest
 from kt_support import find_tool
+from schema_check import SchemaCheck
 
 ALICE_KEY = "dev-alice-key"
 BOB_KEY = "dev-bob-key"
@@ -55,12 +57,26 @@ class DevServer:
                  pids: dict[str, int]) -> None:
         self.proc, self.url, self.kubeconfig, self.log = proc, url, kubeconfig, log
         self.workdir, self.pids = workdir, pids
+        self._schema: SchemaCheck | None = None
 
     def client(self, key: str | None, *, prefix: str = "/api/v1", **headers: str) -> httpx.Client:
+        """A client as ``key``; every JSON response must match the API's documented schema (tests/schema_check)."""
         all_headers = dict(headers)
         if key is not None:
             all_headers["X-API-Key"] = key
-        return httpx.Client(base_url=self.url + prefix, headers=all_headers, timeout=30)
+        return httpx.Client(base_url=self.url + prefix, headers=all_headers, timeout=30,
+                            event_hooks={"response": [self._check_response]})
+
+    @property
+    def schema(self) -> SchemaCheck:
+        if self._schema is None:
+            self._schema = SchemaCheck.fetch(self.url)
+        return self._schema
+
+    def _check_response(self, response: httpx.Response) -> None:
+        if response.headers.get("content-type", "").startswith("application/json"):
+            response.read()
+            self.schema.check(response)
 
     def kubectl_json(self, *args: str) -> Any:
         done = subprocess.run([kubectl_binary(), "--kubeconfig", str(self.kubeconfig), *args, "-o", "json"],
@@ -174,22 +190,19 @@ def wait_status(client: httpx.Client, task_id: str, wanted: set[str], *, timeout
     raise AssertionError(f"task {task_id} never reached {wanted}; last: {body}")
 
 
-def wait_started(client: httpx.Client, task_id: str, *, timeout: float = 90, path: str = "/tasks/") -> dict[str, Any]:
-    """Poll until the task is ``running`` AND its pod has started on a node (``started_at`` set).
-
-    The operator reports ``running`` from admission, when it creates the Job; on a real cluster the
-    scheduler binds the pod and the (kwok) kubelet starts it a moment later, and only then are
-    ``worker_id`` and ``started_at`` known. See test_compat_seed_003's
-    ``test_running_means_started_on_a_worker`` for that window."""
+def wait_started(client: httpx.Client, task_id: str, *, timeout: float = 90, path: str = "/tasks/",
+                 status: str = "running") -> dict[str, Any]:
+    """Poll until the task is ``running``, which means its pod has started on a node (``started_at`` and
+    ``worker_id`` set); see test_seed_003_dtq's ``test_running_means_started_on_a_worker``."""
     deadline = time.monotonic() + timeout
     body: dict[str, Any] = {}
     while time.monotonic() < deadline:
         response = client.get(f"{path}{task_id}")
         assert response.status_code == 200, response.text
         body = response.json()
-        if body["status"] == "running" and body.get("started_at"):
+        if body["status"] == status and body.get("started_at"):
             return body
-        assert body["status"] not in TERMINAL, f"task {task_id} ended before it was seen running: {body}"
+        assert body["status"].lower() not in TERMINAL, f"task {task_id} ended before it was seen running: {body}"
         time.sleep(0.1)
     raise AssertionError(f"task {task_id} never started on a worker; last: {body}")
 
@@ -205,7 +218,8 @@ def sim(duration: float = 0.3, exit_code: int | None = None, result: Any = None)
 
 
 def job_env(dev: DevServer, namespace: str, task_id: str) -> dict[str, str]:
-    """The env of the first container of the Job created for ``task_id`` (read with real kubectl)."""
+    """The env of the first container of the Job created for the Task named ``task_id`` (its ``object_name``,
+    read with real kubectl)."""
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         jobs = dev.kubectl_json("-n", namespace, "get", "jobs", "-l", f"kubetask.io/task={task_id}")["items"]
@@ -223,3 +237,51 @@ def job_env(dev: DevServer, namespace: str, task_id: str) -> dict[str, str]:
             return env
         time.sleep(0.25)
     raise AssertionError(f"no Job for task {task_id}")
+
+
+def add_tenant(dev: DevServer, name: str, key: str, *, limits: dict[str, Any] | None = None,
+               profile: str | None = None, timeout: float = 60) -> None:
+    """Create (or update) the tenant ``name`` with the API key ``key`` (pinned to ``profile`` if given) and
+    its exact ``limits``, on the dev cluster, and wait until the API accepts the key."""
+    from kubetask.kube.bootstrap import ensure_tenant
+    from kubetask.kube.client import TENANTS, KubeClient
+
+    async def run() -> None:
+        client = await KubeClient.connect(str(dev.kubeconfig))
+        try:
+            if await client.get_or_none(TENANTS, name) is not None:
+                await client.patch(TENANTS, name, {"spec": {"limits": None}})
+            tenant = await ensure_tenant(client, name, api_key=key, limits=limits)
+            keys = [{**ref, "profile": profile} if profile else {k: v for k, v in ref.items() if k != "profile"}
+                    for ref in tenant["spec"]["apiKeys"]]
+            await client.patch(TENANTS, name, {"spec": {"apiKeys": keys}})
+        finally:
+            await client.close()
+
+    asyncio.run(run())
+    deadline = time.monotonic() + timeout
+    with dev.client(key) as client:
+        while client.get("/users/me/limits").status_code != 200:
+            assert time.monotonic() < deadline, f"the API never accepted the key of tenant {name}"
+            time.sleep(0.2)
+
+
+def assert_task_manager_error(response: httpx.Response, status: int, code: str | None = None) -> dict[str, Any]:
+    """The Task Manager API's error body ``{"error": {code, message, details}, timestamp, request_id}``."""
+    assert response.status_code == status, f"expected {status}, got {response.status_code}: {response.text}"
+    body: dict[str, Any] = response.json()
+    assert set(body) == {"error", "timestamp", "request_id"}, body
+    assert set(body["error"]) == {"code", "message", "details"}, body
+    assert isinstance(body["error"]["message"], str) and body["error"]["message"], body
+    assert is_iso(body["timestamp"]) and body["request_id"] == response.headers["x-request-id"], body
+    if code is not None:
+        assert body["error"]["code"] == code, body
+    return body
+
+
+UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+
+
+def is_uuid(value: Any, prefix: str = "") -> bool:
+    """``value`` is ``<prefix><UUID>`` (seed 001 and 003 show UUID ids; seed 004 prefixes ``task_``)."""
+    return isinstance(value, str) and value.startswith(prefix) and bool(UUID.match(value[len(prefix):]))

@@ -38,10 +38,10 @@ def test_content_type_variants(alice: httpx.Client) -> None:
         alice.delete(f"/tasks/{response.json()['id']}")
 
 
-def test_unknown_fields_are_ignored(alice: httpx.Client) -> None:
-    response = alice.post("/tasks", json={**BODY, "client_version": "1.2.3", "callback_url": "http://x"})
-    assert response.status_code == 201, response.text
-    alice.delete(f"/tasks/{response.json()['id']}")
+def test_unknown_fields_are_refused_naming_them(alice: httpx.Client) -> None:
+    """Issue 9: a silently ignored field (``gpuz``) would run the task other than asked."""
+    body = assert_error(alice.post("/tasks", json={**BODY, "client_version": "1.2.3"}), 422, "UNKNOWN_FIELD")
+    assert body["field"] == "client_version"
 
 
 def test_string_priorities(alice: httpx.Client) -> None:

@@ -372,7 +372,7 @@ TRANSITIONS: list[tuple[str, Obj, Obj, str | None]] = [
     ("depends-on-immutable", {"dependsOn": ["a"]}, {"dependsOn": ["a", "b"]}, "spec.dependsOn is immutable"),
     ("depends-on-cannot-be-removed", {"dependsOn": ["a"]}, {}, "spec.resources and spec.dependsOn are immutable"),
     ("runtime-immutable", {"runtime": "job"}, {"runtime": "pod"}, "spec.runtime is immutable"),
-    ("image-immutable", {}, {"image": "busybox:1.37"}, "spec.image is immutable"),
+    ("image-may-change-before-admission", {}, {"image": "busybox:1.37"}, None),
     ("cancel-may-be-set", {}, {"cancel": True}, None),
     ("display-name-may-change", {}, {"displayName": "renamed"}, None),
 ]
@@ -392,25 +392,48 @@ def test_transition_rules(cluster: LocalCluster, real_tasks: Callable[[Obj], Obj
         assert any(refusal in message for _, message in causes(response)), response.text
 
 
-@pytest.mark.parametrize(("old", "new", "refusal"), [
-    ({"image": "busybox:1.36"}, {"script": {"language": "bash", "content": "echo"}},
-     "what runs (spec.template, spec.image or spec.script) cannot be changed after creation"),
-    ({"script": {"language": "bash", "content": "echo"}}, {"script": {"language": "bash", "content": "echo 2"}},
-     "spec.script is immutable"),
-    ({"template": {"name": "bash-script", "parameters": {"script": "a"}}},
-     {"template": {"name": "python-script", "parameters": {"script": "a"}}}, "spec.template.name is immutable"),
-    ({"template": {"name": "bash-script", "parameters": {"script": "a"}}},
-     {"template": {"name": "bash-script", "parameters": {"script": "b"}}}, None),
-], ids=["image-to-script", "script-content", "template-name", "template-parameters-may-change"])
-def test_what_runs_is_fixed(cluster: LocalCluster, real_tasks: Callable[[Obj], Obj], old: Obj, new: Obj,
-                            refusal: str | None) -> None:
+FROZEN = "what runs (spec.template.name, spec.image, spec.script) cannot change once the task has been admitted"
+WHAT_RUNS_CHANGES: list[tuple[str, Obj, Obj]] = [
+    ("image-to-script", {"image": "busybox:1.36"}, {"script": {"language": "bash", "content": "echo"}}),
+    ("script-content", {"script": {"language": "bash", "content": "echo"}},
+     {"script": {"language": "bash", "content": "echo 2"}}),
+    ("image", {"image": "busybox:1.36"}, {"image": "busybox:1.37"}),
+    ("template-name", {"template": {"name": "bash-script", "parameters": {"script": "a"}}},
+     {"template": {"name": "python-script", "parameters": {"script": "a"}}}),
+]
+ADMITTED: list[tuple[str, Obj | None, bool]] = [
+    ("no-status", None, False),
+    ("pending", {"phase": "Pending"}, False),
+    ("queued", {"phase": "Queued"}, False),
+    ("running", {"phase": "Running", "executions": [{"id": 1, "jobName": "j-1"}]}, True),
+    ("queued-after-a-run", {"phase": "Queued", "executions": [{"id": 1, "jobName": "j-1", "exitCode": 1}]}, True),
+    ("succeeded", {"phase": "Succeeded"}, True),
+]
+
+
+@pytest.mark.parametrize(("old", "new"), [c[1:] for c in WHAT_RUNS_CHANGES], ids=[c[0] for c in WHAT_RUNS_CHANGES])
+@pytest.mark.parametrize(("status", "frozen"), [a[1:] for a in ADMITTED], ids=[a[0] for a in ADMITTED])
+def test_what_runs_changes_only_before_admission(cluster: LocalCluster, real_tasks: Callable[[Obj], Obj], old: Obj,
+                                                 new: Obj, status: Obj | None, frozen: bool) -> None:
+    """REST PUT may change what a waiting, never-run task runs; the CEL rule freezes it from admission on."""
     task = real_tasks(old)
+    if status is not None:
+        task = accepted(_update(cluster, task, status, "/status"))
     response = _update(cluster, task, new)
-    if refusal is None:
-        assert accepted(response)["spec"]["template"] == new["template"]
-    else:
+    if frozen:
         assert response.status_code == 422, response.text
-        assert any(refusal in message for _, message in causes(response)), response.text
+        assert any(FROZEN in message for _, message in causes(response)), response.text
+    else:
+        body = accepted(response)
+        for key, value in new.items():
+            assert body["spec"][key] == value
+        assert not {"template", "image", "script"} - set(new) & set(body["spec"]), body["spec"]
+
+
+def test_template_parameters_may_always_change(cluster: LocalCluster, real_tasks: Callable[[Obj], Obj]) -> None:
+    task = real_tasks({"template": {"name": "bash-script", "parameters": {"script": "a"}}})
+    new = {"template": {"name": "bash-script", "parameters": {"script": "b"}}}
+    assert accepted(_update(cluster, task, new))["spec"]["template"] == new["template"]
 
 
 def test_status_is_its_own_subresource(cluster: LocalCluster, checks_namespace: str) -> None:

@@ -7,7 +7,16 @@ from typing import Any
 
 import pytest
 
-from kubetask.core.admission import count_pending, default_spec, find_cycle, validate_task
+from kubetask.core.admission import (
+    HTTP_STATUS,
+    Reason,
+    count_pending,
+    default_spec,
+    find_cycle,
+    placement_warnings,
+    require_tenant,
+    validate_task,
+)
 
 NOW = datetime(2025, 3, 15, tzinfo=UTC)
 TEMPLATES = {"llm": {"parameters": [{"name": "prompt", "required": True}, {"name": "n", "type": "integer"}],
@@ -97,3 +106,90 @@ def test_requesting_user(userinfo: dict[str, str] | None, expected: str) -> None
     from kubetask.core.admission import requesting_user
 
     assert requesting_user(userinfo) == expected
+
+
+@pytest.mark.parametrize(("spec", "kw", "reason"), [
+    ({}, {}, "NOTHING_TO_RUN"),
+    ({"image": "x"}, {"pending_count": 50}, "TOO_MANY_PENDING"),
+    ({"image": "x", "resources": {"gpus": 3}}, {}, "QUOTA_EXCEEDED"),
+    ({"image": "x", "resources": {"gpus": 1}},
+     {"tenant_status": {"usage": [{"month": "2025-03", "gpuSeconds": 36000}]}}, "MONTHLY_LIMIT_REACHED"),
+    ({"template": {"name": "nope"}}, {}, "TEMPLATE_NOT_FOUND"),
+    ({"template": {"name": "llm", "parameters": {}}}, {}, "INVALID_PARAMETERS"),
+    ({"image": "x", "dependsOn": ["missing"]}, {}, "DEPENDENCY_NOT_FOUND"),
+    ({"image": "x", "dependsOn": ["t"]}, {}, "DEPENDENCY_CYCLE"),
+])
+def test_every_refusal_carries_a_reason_code(spec: dict[str, Any], kw: dict[str, Any], reason: str) -> None:
+    args: dict[str, Any] = {"name": "t", "namespace": "kubetask-alice", "tenant_name": "alice",
+                            "tenant_spec": TENANT, "templates": TEMPLATES, "existing": {"a": []}, "now": NOW, **kw}
+    verdict = validate_task(spec, **args)
+    assert not verdict.allowed and verdict.reason is not None and verdict.reason.value == reason
+    assert verdict.code == HTTP_STATUS[verdict.reason]
+
+
+def _old(phase: str | None, executions: int = 0, **spec: Any) -> dict[str, Any]:
+    status: dict[str, Any] = {"phase": phase} if phase else {}
+    if executions:
+        status["executions"] = [{"id": i + 1} for i in range(executions)]
+    return {"metadata": {"name": "t"}, "spec": {"user": "alice", "image": "busybox", **spec}, "status": status}
+
+
+@pytest.mark.parametrize(("old", "allowed"), [
+    (_old(None), True), (_old("Pending"), True), (_old("Queued"), True),
+    (_old("Running", 1), False), (_old("Queued", 1), False), (_old("Succeeded", 1), False),
+])
+def test_what_runs_changes_only_before_admission(old: dict[str, Any], allowed: bool) -> None:
+    new = {"user": "alice", "script": {"language": "bash", "content": "echo"}}
+    verdict = validate_task(new, name="t", namespace="ns", operation="UPDATE", old=old, tenant_name="alice",
+                            tenant_spec=TENANT, templates=TEMPLATES, now=NOW)
+    assert verdict.allowed is allowed
+    if not allowed:
+        assert verdict.reason is Reason.IMMUTABLE_FIELD and verdict.code == 422
+
+
+def test_a_changed_what_runs_is_revalidated_like_a_create() -> None:
+    for new, reason in (({"user": "alice", "template": {"name": "llm", "parameters": {}}}, "INVALID_PARAMETERS"),
+                        ({"user": "alice", "template": {"name": "nope"}}, "TEMPLATE_NOT_FOUND"),
+                        ({"user": "alice", "script": {"language": "ruby", "content": "x"}}, "INVALID_SPEC"),
+                        ({"user": "alice", "image": "x", "resources": {"gpus": 3}}, "QUOTA_EXCEEDED")):
+        verdict = validate_task(new, name="t", namespace="ns", operation="UPDATE", old=_old("Pending"),
+                                tenant_name="alice", tenant_spec=TENANT, templates=TEMPLATES, now=NOW)
+        assert verdict.reason is not None and verdict.reason.value == reason, (new, verdict)
+    # An unchanged template is not re-checked (it may have been removed since the task was created).
+    old = _old("Pending", template={"name": "gone"})
+    del old["spec"]["image"]
+    assert validate_task({**old["spec"], "priority": 3}, name="t", namespace="ns", operation="UPDATE", old=old,
+                         tenant_name="alice", templates=TEMPLATES, now=NOW).allowed
+
+
+def test_a_task_needs_a_tenant_namespace() -> None:
+    assert require_tenant("kubetask-alice", "alice", ["kubetask-alice"]).allowed
+    verdict = require_tenant("default", None, ["kubetask-bob", "kubetask-alice"])
+    assert not verdict.allowed and verdict.reason is Reason.NO_TENANT and verdict.code == 403
+    assert "kubetask-alice, kubetask-bob" in verdict.message and "default" in verdict.message
+    assert "create a Tenant first" in require_tenant("default", None, []).message
+
+
+NODES = [
+    {"metadata": {"name": "a100", "labels": {"nvidia.com/gpu.product": "A100"}},
+     "status": {"allocatable": {"nvidia.com/gpu": "8"}}},
+    {"metadata": {"name": "h100", "labels": {"nvidia.com/gpu.product": "H100"}},
+     "status": {"allocatable": {"nvidia.com/gpu": "4"}}},
+    {"metadata": {"name": "cpu"}, "status": {"allocatable": {"cpu": "8"}}},
+]
+
+
+@pytest.mark.parametrize(("resources", "fragments"), [
+    ({"gpus": 8}, []),
+    ({"gpus": 0}, []),
+    ({"gpus": 4, "gpuType": "H100"}, []),
+    ({"gpus": 9}, ["no node has 9 GPUs", "the most on one node is 8"]),
+    ({"gpus": 6, "gpuType": "H100"}, ["no node has 6 GPUs of type H100", "the most on one node is 4"]),
+    ({"gpus": 1, "gpuType": "B200"}, ["no node has GPU type 'B200'", "A100, H100"]),
+])
+def test_placement_warnings(resources: dict[str, Any], fragments: list[str]) -> None:
+    warnings = placement_warnings({"resources": resources}, NODES, "nvidia.com/gpu", "nvidia.com/gpu.product")
+    assert len(warnings) == (1 if fragments else 0), warnings
+    for fragment in fragments:
+        assert fragment in warnings[0]
+    assert placement_warnings({"resources": resources}, [], "nvidia.com/gpu", "nvidia.com/gpu.product") == []

@@ -120,10 +120,41 @@ def test_quota_within_one_pass_never_over_admits() -> None:
     assert len(decision.admit) == 2
 
 
-def test_effective_quota_used_takes_the_larger() -> None:
+def test_a_task_waiting_for_quota_holds_back_later_tasks_that_need_the_same_resource() -> None:
+    quota = Quota("kubetask-alice", "q", hard={"requests.nvidia.com/gpu": 4 * MILLI},
+                  used={"requests.nvidia.com/gpu": 3 * MILLI})
+    tasks = [queued("big", gpus=2, at=0), queued("small", gpus=1, at=1), queued("cpu", gpus=0, at=2)]
+    decision = decide(tasks, [], [gpu_node("a", 8, "A100"), cpu_node()], [quota], {}, now=NOW)
+    assert decision.admit == [("kubetask-alice", "cpu")]  # the GPU quota holds small, not the CPU-only task
+    assert decision.waiting[("kubetask-alice", "small")].message == (
+        "GPU quota 3/4 in use; waiting behind big, which needs 2 first")
+    other = decide([queued("big", gpus=2), queued("b", tenant="bob", gpus=1)], [], [gpu_node("a", 8, "A100")],
+                   [quota], {}, now=NOW)
+    assert other.admit == [("kubetask-bob", "b")]  # another tenant's namespace is not held
+
+
+def test_effective_quota_used_adds_what_the_report_does_not_count_yet() -> None:
     used = effective_quota_used({"requests.cpu": 5000}, [Demand(cpu=2000), Demand(cpu=2000)],
                                 gpu_resource="nvidia.com/gpu", job_count=7)
-    assert used["requests.cpu"] == 5000 and used["pods"] == 2000 and used["count/jobs.batch"] == 7000
+    assert used["requests.cpu"] == 9000 and used["pods"] == 2000 and used["count/jobs.batch"] == 7000
+    # a report short of the pods it must count (the quota controller recounted from a stale cache)
+    short = effective_quota_used({"requests.cpu": 1000}, [], counted=[Demand(cpu=2000), Demand(cpu=2000)],
+                                 gpu_resource="nvidia.com/gpu")
+    assert short["requests.cpu"] == 4000
+
+
+def test_a_finished_pod_frees_quota_only_once_the_quota_says_so() -> None:
+    # 3 of 4 GPUs reported in use: two running pods the report counts, and one finished pod the quota
+    # controller has not taken out yet. The two running ones must not be added again, and the finished
+    # one still blocks: the apiserver would refuse a 2-GPU pod until the report drops.
+    quota = Quota("kubetask-alice", "q", hard={"requests.nvidia.com/gpu": 4 * MILLI},
+                  used={"requests.nvidia.com/gpu": 3 * MILLI})
+    busy = [RunningTask(namespace="kubetask-alice", name=f"r{i}", tenant="alice", queue="default",
+                        demand=Demand(gpus=MILLI), node_name="a", in_quota=True) for i in range(2)]
+    nodes = [gpu_node("a", 8, "A100")]
+    assert decide([queued("one", gpus=1)], busy, nodes, [quota], {}, now=NOW).admit == [("kubetask-alice", "one")]
+    waiting = decide([queued("two", gpus=2)], busy, nodes, [quota], {}, now=NOW).waiting[("kubetask-alice", "two")]
+    assert waiting.message == "GPU quota 3/4 in use, task needs 2"
 
 
 @pytest.mark.parametrize(("task", "nodes", "busy", "message"), [

@@ -1,4 +1,4 @@
-"""kubetask.core.workers: Node objects -> seed 003 workers, and the node patches."""
+"""kubetask.core.rest.workers: Nodes as seed 003's workers, and the node patches."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from kubetask.core.rest import RestError
-from kubetask.core.workers import (
+from kubetask.core.rest.errors import RestError
+from kubetask.core.rest.workers import (
     ACTIVE,
     DRAINING,
     OFFLINE,

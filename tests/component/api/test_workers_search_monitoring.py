@@ -1,8 +1,11 @@
-"""Seed 003 (Distributed Task Queue): Workers API, Search & Filtering, Monitoring and Resilience APIs.
+"""Workers, search, dashboard, analytics, alerts and resilience: how they compute from controlled cluster state.
 
-Real API over HTTP against the session's local control plane (no operator: the tests play the operator
-by writing task status).  Workers are the kwok nodes (gpu-a100-1/A100, gpu-h100-1/H100, both 8 GPUs, and
-cpu-1) plus the ones registered here (deleted again: the control plane outlives this module).
+The Distributed Task Queue System API's documented examples of these endpoints are replayed against the
+real operator in tests/component/compat/test_seed_003_dtq.py; here the real API runs over HTTP against
+the session's local control plane with no operator (the tests play it by writing task status), so counts,
+rates, alerts and acknowledgements can be checked exactly.  Workers are the kwok nodes (gpu-a100-1/A100,
+gpu-h100-1/H100, both 8 GPUs, and cpu-1) plus the ones registered here (deleted again: the control plane
+outlives this module).
 """
 
 from __future__ import annotations
@@ -20,7 +23,8 @@ import pytest
 from kt_api_support import ROOMY, Stack, assert_error_body
 
 import kubetask.api.server as api_server
-from kubetask.core.insights import CSV_COLUMNS, alert_id
+from kubetask.core.rest.alerts import alert_id
+from kubetask.core.rest.insights import CSV_COLUMNS
 from kubetask.kube.client import CONFIGMAPS, NODES, PODS, TASKS, TENANTS, KubeClient
 from kubetask.settings import ApiSettings, KubeSettings
 
@@ -124,21 +128,6 @@ def test_list_workers_are_the_nodes(a: httpx.Client) -> None:
     offline = a.get("/workers", params={"status": "offline"}).json()
     assert all(w["status"] == "OFFLINE" for w in offline["workers"])
     assert_error_body(a.get("/workers", params={"status": "sleepy"}), 422, "VALIDATION_ERROR")
-
-
-def test_worker_status_seed_shape(a: httpx.Client) -> None:
-    response = a.get("/workers/gpu-h100-1/status")
-    assert response.status_code == 200, response.text
-    body = response.json()
-    assert set(body) >= WORKER_KEYS
-    assert body["worker_id"] == "gpu-h100-1"
-    assert body["status"] in ("ACTIVE", "PAUSED", "DRAINING")
-    assert isinstance(body["capacity"], int) and body["capacity"] > 0
-    assert isinstance(body["current_load"], int) and body["current_tasks"] == body["current_load"]
-    assert isinstance(body["is_draining"], bool)
-    assert a.get("/workers/gpu-h100-1").json()["worker_id"] == "gpu-h100-1"
-    assert_error_body(a.get("/workers/no-such-node/status"), 404, "WORKER_NOT_FOUND")
-    assert_error_body(a.get("/workers/no-such-node"), 404, "WORKER_NOT_FOUND")
 
 
 def test_register_pause_resume_drain_capacity(shared: Stack, root: httpx.Client, nodes: list[str]) -> None:
@@ -468,7 +457,7 @@ def test_alerts_stuck_task_and_acknowledge(shared: Stack) -> None:
         assert {"alert_id", "type", "severity", "description", "created_at", "acknowledged"} <= set(alert)
         assert alert["severity"] == "WARNING" and alert["acknowledged"] is False
         assert task["id"] in alert["description"]
-        assert alert["alert_id"] == alert_id("STUCK_TASK", f"kubetask-sam/{task['id']}#1")
+        assert alert["alert_id"] == alert_id("STUCK_TASK", f"kubetask-sam/{task['object_name']}#1")
         assert sam.get("/alerts").json()["alerts"][0]["alert_id"] == alert["alert_id"]  # deterministic
 
         acked = sam.post(f"/alerts/{alert['alert_id']}/acknowledge")
@@ -598,9 +587,9 @@ def test_acknowledgement_survives_a_restart(shared: Stack, tmp_path: Path) -> No
 def test_task_objects_untouched_by_reads(shared: Stack, a: httpx.Client) -> None:
     """Reads are served from caches: listing workers, stats and alerts writes nothing to Tasks."""
     task = _create(a, name="observer")
-    before = shared.kube(lambda c: c.get(TASKS, task["id"], task["namespace"]))["metadata"]["resourceVersion"]
+    before = shared.kube(lambda c: c.get(TASKS, task["object_name"], task["namespace"]))["metadata"]["resourceVersion"]
     for path in ("/workers", "/dashboard/stats", "/dashboard/workers", "/alerts", "/analytics/trends",
                  "/search/tasks"):
         assert a.get(path).status_code == 200, path
-    after = shared.kube(lambda c: c.get(TASKS, task["id"], task["namespace"]))["metadata"]["resourceVersion"]
+    after = shared.kube(lambda c: c.get(TASKS, task["object_name"], task["namespace"]))["metadata"]["resourceVersion"]
     assert before == after

@@ -1,4 +1,4 @@
-"""Seed 002 (AI Task Orchestra API) as a client written from it would use it.
+"""Seed 002 (AI Task Orchestra API): the one home of its documented examples, as its clients use them.
 
 Base URL http://host/api/v1, X-API-Key auth; template tasks; list (bare array via ?format=array per
 DESIGN §4), GET /tasks/status grouping, GET /tasks/{id} with result and resource_usage,
@@ -10,7 +10,17 @@ from __future__ import annotations
 
 import httpx
 import pytest
-from compat_support import FAR_FUTURE, PUBLIC_STATUSES, DevServer, assert_error, is_iso, sim, wait_status
+from compat_support import (
+    FAR_FUTURE,
+    PUBLIC_STATUSES,
+    DevServer,
+    add_tenant,
+    assert_error,
+    is_iso,
+    is_uuid,
+    sim,
+    wait_status,
+)
 
 EXAMPLE = {
     "template": "ollama-inference",
@@ -207,3 +217,95 @@ def test_401_without_or_with_bad_key(dev: DevServer, path: str) -> None:
 def test_404_on_unknown_task(alice: httpx.Client) -> None:
     body = assert_error(alice.get("/tasks/task-uuid"), 404)
     assert "task-uuid" in body["detail"]
+
+
+# --------------------------------------------------------------------------- merged from the in-process suite
+
+
+def test_unknown_template_and_bad_parameters_name_the_field(alice: httpx.Client) -> None:
+    unknown = assert_error(alice.post("/tasks", json={**EXAMPLE, "template": "nope"}), 422, "TEMPLATE_NOT_FOUND")
+    assert unknown["field"] == "template" and "ollama-inference" in unknown["detail"]
+    bad = assert_error(alice.post("/tasks", json={"template": "ollama-inference", "parameters": {"model": "x"}}),
+                       422, "INVALID_PARAMETERS")
+    assert "prompt" in bad["detail"] and bad["field"] == "parameters.prompt"
+    missing = assert_error(alice.post("/tasks", json=_ollama(depends_on=["task-id-1"])), 400, "DEPENDENCY_NOT_FOUND")
+    assert "task-id-1" in missing["detail"]
+
+
+# --------------------------------------------------------------------------- the documented examples, as written
+
+
+ORCHESTRA_KEY = "dev-olivia-orchestra-key"
+
+
+@pytest.fixture
+def orchestra_key(dev: DevServer) -> str:
+    """A tenant whose API key is pinned to the orchestra profile: a seed-002 client changes nothing."""
+    add_tenant(dev, "olivia", ORCHESTRA_KEY, profile="orchestra")
+    return ORCHESTRA_KEY
+
+
+def test_orchestra_profile_replays_the_documented_examples(dev: DevServer, orchestra_key: str) -> None:
+    """Every request/response example of the AI Task Orchestra API reference, with a key pinned to its profile."""
+    with dev.client(orchestra_key) as client:
+        # Create a Task: {"id": "task-uuid", "status": "queued", "priority": 5, "created_at", "template",
+        # "parameters", "depends_on": []}
+        first = client.post("/tasks", json={**EXAMPLE, "annotations": sim(1, result={"output": "Example output"})})
+        assert first.status_code == 201, first.text
+        created = first.json()
+        assert is_uuid(created["id"]) and created["status"] == "queued" and created["priority"] == 5
+        assert created["template"] == "ollama-inference" and created["parameters"] == EXAMPLE["parameters"]
+        assert created["depends_on"] == [] and is_iso(created["created_at"])
+        # ... with "depends_on": ["task-id-1", "task-id-2"]: the ids this API handed out.
+        second = client.post("/tasks", json={**EXAMPLE, "scheduled_at": FAR_FUTURE}).json()
+        dependant = client.post("/tasks", json={**EXAMPLE, "depends_on": [created["id"], second["id"]]})
+        assert dependant.status_code == 201, dependant.text
+        assert dependant.json()["depends_on"] == [created["id"], second["id"]]
+        assert dependant.json()["status"] == "queued"  # waiting, in this API's word
+        # List Tasks: a bare array; ?status=queued (this API's waiting word) finds the task just created.
+        listed = client.get("/tasks", params={"status": "queued", "template": "ollama-inference", "limit": 100,
+                                              "offset": 0})
+        assert listed.status_code == 200 and isinstance(listed.json(), list)
+        assert {second["id"], dependant.json()["id"]} <= {t["id"] for t in listed.json()}
+        assert all(t["status"] == "queued" for t in listed.json())
+        # Get Tasks by Execution Status: {"queued": [...], "running", "completed", "failed", "cancelled"}.
+        groups = client.get("/tasks/status").json()
+        assert set(groups) == {"queued", "running", "completed", "failed", "cancelled"}
+        assert second["id"] in {t["id"] for t in groups["queued"]}
+        # Update Task Priority: PATCH ?priority=8 -> {"id", "priority": 8, "status": "queued"}.
+        priority = client.patch(f"/tasks/{second['id']}/priority?priority=8")
+        assert priority.status_code == 200
+        assert {k: priority.json()[k] for k in ("id", "priority", "status")} == {
+            "id": second["id"], "priority": 8, "status": "queued"}
+        # Get Task: completed, with started_at, completed_at, result and resource_usage.model_name.
+        done = wait_status(client, created["id"], {"completed", "failed"})
+        assert done["status"] == "completed" and done["result"] == {"output": "Example output"}
+        assert is_iso(done["started_at"]) and is_iso(done["completed_at"])
+        assert done["resource_usage"]["model_name"] == "llama3.1:8b"
+        assert isinstance(done["resource_usage"]["inference_time_seconds"], int | float)
+        # Cancel Task: DELETE -> "No content (204)".
+        cancelled = client.delete(f"/tasks/{second['id']}")
+        assert cancelled.status_code == 204 and cancelled.content == b""
+        assert client.get(f"/tasks/{second['id']}").json()["status"] == "cancelled"
+        # Templates: a bare array; get; validate {"valid": true, "missing_parameters": [], "invalid_parameters": []}.
+        templates = client.get("/templates").json()
+        assert isinstance(templates, list)
+        assert {"git-script-execution", "ollama-inference"} <= {t["name"] for t in templates}
+        assert client.get("/templates/ollama-inference").json()["steps"]
+        valid = client.post("/templates/validate?template_name=ollama-inference", json=EXAMPLE["parameters"]).json()
+        assert (valid["valid"], valid["missing_parameters"], valid["invalid_parameters"]) == (True, [], [])
+        # Errors: {"detail": "Error message"} with 404 / 422.
+        assert "detail" in assert_error(client.get("/tasks/task-uuid"), 404)
+        assert "detail" in assert_error(client.post("/tasks", json={"template": "ollama-inference"}), 422)
+        for task_id in (dependant.json()["id"],):
+            client.delete(f"/tasks/{task_id}")
+    with dev.client("your-api-key-here") as wrong:  # 401 Unauthorized: missing or invalid API key
+        assert "detail" in assert_error(wrong.get("/tasks"), 401)
+
+
+def test_the_same_key_gets_another_profile_by_header(dev: DevServer, orchestra_key: str) -> None:
+    with dev.client(orchestra_key, **{"X-Compat-Profile": "canonical"}) as client:
+        assert isinstance(client.get("/tasks").json(), dict)  # the envelope
+    with dev.client(orchestra_key) as client:
+        assert isinstance(client.get("/tasks", params={"format": "envelope"}).json(), dict)
+        assert_error(client.get("/tasks", headers={"X-Compat-Profile": "nope"}), 422, "UNKNOWN_PROFILE")

@@ -12,7 +12,18 @@ from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
-from compat_support import FAR_FUTURE, assert_error, is_iso, parse_iso, sim, wait_started, wait_status
+from compat_support import (
+    ALICE_KEY,
+    FAR_FUTURE,
+    DevServer,
+    assert_error,
+    is_iso,
+    is_uuid,
+    parse_iso,
+    sim,
+    wait_started,
+    wait_status,
+)
 
 EXAMPLE = {
     "name": "Data Processing Script",
@@ -68,7 +79,7 @@ def test_get_task_details(alice: httpx.Client) -> None:
 ])
 def test_validation_rules(alice: httpx.Client, patch: dict[str, object], field: str) -> None:
     body = assert_error(alice.post("/tasks", json={**EXAMPLE, **patch}), 422)
-    assert field in body["detail"] or body.get("field") == field, body
+    assert body["field"] == field and body["errors"][0]["field"] == field, body
 
 
 def test_validation_boundaries_accepted(alice: httpx.Client) -> None:
@@ -112,6 +123,9 @@ def test_update_task_put(alice: httpx.Client) -> None:
     assert body["name"] == "Renamed" and body["description"] == "new"
     assert body["priority"] == 3 and body["timeout_seconds"] == 60
     assert alice.get(f"/tasks/{task['id']}").json()["name"] == "Renamed"
+    patched = alice.patch(f"/tasks/{task['id']}", json={"description": "patched"})  # PATCH: only what is given
+    assert patched.status_code == 200 and patched.json()["description"] == "patched"
+    assert patched.json()["name"] == "Renamed"
     assert_error(alice.put(f"/tasks/{task['id']}", json={"priority": 42}), 422)
     assert_error(alice.put("/tasks/no-such-task-0000", json={"name": "x"}), 404)
     alice.delete(f"/tasks/{task['id']}")
@@ -242,9 +256,14 @@ def test_openapi_documents_the_endpoints(dev_url_client: httpx.Client) -> None:
         assert path in paths, path
     assert {"get", "post"} <= set(paths["/api/v1/tasks"])
     assert {"get", "put", "delete"} <= set(paths["/api/v1/tasks/{task_id}"])
-    assert "/tasks" not in paths  # seed 004's root aliases stay out of the schema
-    assert dev_url_client.get("/docs").status_code == 200
-    assert dev_url_client.get("/redoc").status_code == 200
+    assert "/tasks" not in paths and "/health" not in paths  # the root aliases stay out of the schema
+    # /docs and /redoc work air-gapped: their assets come from the package, no CDN.
+    for page, asset in (("/docs", "/docs-assets/swagger-ui-bundle.js"), ("/redoc", "/docs-assets/redoc.standalone.js")):
+        html = dev_url_client.get(page)
+        assert html.status_code == 200 and asset in html.text and "cdn" not in html.text.lower(), page
+        served = dev_url_client.get(asset)
+        assert served.status_code == 200 and len(served.content) > 100_000, asset
+    assert dev_url_client.get("/docs-assets/swagger-ui.css").status_code == 200
 
 
 def test_date_range_aliases_and_page_size(alice: httpx.Client) -> None:
@@ -261,3 +280,90 @@ def test_date_range_aliases_and_page_size(alice: httpx.Client) -> None:
     for size in ("page_size", "per_page"):
         assert alice.get("/tasks", params={size: 3}).json()["limit"] == 3
     alice.delete(f"/tasks/{task['id']}")
+
+
+# --------------------------------------------------------------------------- update what runs, bad input
+
+
+def test_put_may_change_what_a_task_that_has_not_started_runs(alice: httpx.Client) -> None:
+    """Seed 001's ``PUT /tasks/{id}`` "Update task": script_content and script_type change while the task
+    waits (re-validated like a create), and the response echoes the new script."""
+    task = alice.post("/tasks", json={**EXAMPLE, "scheduled_at": FAR_FUTURE}).json()
+    assert task["script_content"] == EXAMPLE["script_content"]  # echoed on create ...
+    assert alice.get(f"/tasks/{task['id']}").json()["script_content"] == EXAMPLE["script_content"]  # ... and get
+    updated = alice.put(f"/tasks/{task['id']}", json={"script_content": "echo changed", "script_type": "bash"})
+    assert updated.status_code == 200, updated.text
+    assert updated.json()["script_content"] == "echo changed" and updated.json()["script_type"] == "bash"
+    switched = alice.put(f"/tasks/{task['id']}", json={"template": "ollama-inference",
+                                                       "parameters": {"model": "m", "prompt": "p"}})
+    assert switched.status_code == 200, switched.text
+    assert switched.json()["template"] == "ollama-inference" and switched.json()["script_content"] is None
+    # Re-validated by the admission rules: a bad template's parameters are a 422 naming them.
+    assert_error(alice.put(f"/tasks/{task['id']}", json={"template": "ollama-inference", "parameters": {}}), 422,
+                 "INVALID_PARAMETERS")
+    assert_error(alice.put(f"/tasks/{task['id']}", json={"script_content": "x" * (1024 * 1024 + 1)}), 422)
+    assert_error(alice.put(f"/tasks/{task['id']}", json={"gpus": 3}), 422, "IMMUTABLE_FIELD")
+    alice.delete(f"/tasks/{task['id']}")
+
+
+def test_put_on_a_started_task_is_409_saying_why(alice: httpx.Client) -> None:
+    task = alice.post("/tasks", json=_script("seed001 started", annotations=sim(20))).json()
+    wait_started(alice, task["id"])
+    body = assert_error(alice.put(f"/tasks/{task['id']}", json={"script_content": "echo late"}), 409,
+                        "TASK_ALREADY_STARTED")
+    assert "not started" in body["detail"] and "running" in body["detail"]
+    alice.delete(f"/tasks/{task['id']}")
+
+
+def test_malformed_json_is_400_with_line_and_column(alice: httpx.Client) -> None:
+    body = assert_error(alice.post("/tasks", content=b'{\n  "name": "x",\n  "script_content": }',
+                                   headers={"Content-Type": "application/json"}), 400, "MALFORMED_JSON")
+    assert "line 3, column 21" in body["detail"] and body["field"] == "body", body
+    assert body["errors"][0]["line"] == 3 and body["errors"][0]["column"] == 21
+
+
+def test_unknown_create_field_is_422_naming_it(alice: httpx.Client) -> None:
+    body = assert_error(alice.post("/tasks", json={**EXAMPLE, "gpuz": 3}), 422, "UNKNOWN_FIELD")
+    assert body["field"] == "gpuz" and "gpus" in body["detail"]
+
+
+def test_a_task_no_node_could_ever_fit_is_accepted_with_warnings(alice: httpx.Client) -> None:
+    too_big = alice.post("/tasks", json={**EXAMPLE, "gpus": 64, "scheduled_at": FAR_FUTURE})
+    assert too_big.status_code == 201, too_big.text
+    assert any("no node has 64 GPUs" in w and "the most on one node is 8" in w for w in too_big.json()["warnings"])
+    unknown_type = alice.post("/tasks", json={**EXAMPLE, "gpus": 1, "gpu_type": "B200", "scheduled_at": FAR_FUTURE})
+    assert any("'B200'" in w for w in unknown_type.json()["warnings"]), unknown_type.json()
+    fits = alice.post("/tasks", json={**EXAMPLE, "gpus": 8, "gpu_type": "A100", "scheduled_at": FAR_FUTURE})
+    assert fits.json()["warnings"] == []
+    for response in (too_big, unknown_type, fits):
+        alice.delete(f"/tasks/{response.json()['id']}")
+
+
+# --------------------------------------------------------------------------- the documented examples, as written
+
+
+def test_voidrunner_profile_replays_the_documented_examples(dev: DevServer) -> None:
+    """The Task Management API issue's examples under its profile (X-Compat-Profile: voidrunner)."""
+    with dev.client(ALICE_KEY, **{"X-Compat-Profile": "voidrunner"}) as client:
+        # Create Task -> {"id": uuid, "name", "status": "pending", "created_at", "user_id"} (scheduled far out, so
+        # that it is still waiting when it is updated below)
+        response = client.post("/tasks", json={**EXAMPLE, "scheduled_at": FAR_FUTURE})
+        assert response.status_code == 201, response.text
+        created = response.json()
+        assert is_uuid(created["id"]) and created["name"] == "Data Processing Script"
+        assert created["status"] == "pending" and is_iso(created["created_at"]) and created["user_id"] == "alice"
+        # GET /api/v1/tasks?status=running&page=1&limit=20&sort=created_at&order=desc
+        listed = client.get("/tasks?status=running&page=1&limit=20&sort=created_at&order=desc").json()
+        assert listed["limit"] == 20 and listed["offset"] == 0
+        assert all(t["status"] == "running" for t in listed["tasks"])
+        # Waiting tasks read "pending" whatever they wait for (this API knows no "queued").
+        waiting = client.get("/tasks", params={"status": "pending", "limit": 1000}).json()["tasks"]
+        assert created["id"] in {t["id"] for t in waiting} and {t["status"] for t in waiting} == {"pending"}
+        # PUT updates, DELETE deletes (cancels), execute, executions.
+        assert client.put(f"/tasks/{created['id']}", json={"name": "Renamed"}).json()["name"] == "Renamed"
+        assert client.delete(f"/tasks/{created['id']}").status_code == 200
+        done = client.post("/tasks", json=_script("voidrunner exec", annotations=sim(0.1))).json()
+        wait_status(client, done["id"], {"completed"})
+        assert client.post(f"/tasks/{done['id']}/execute").json()["execution_requested"] is True
+        history = client.get(f"/tasks/{done['id']}/executions").json()
+        assert history["task_id"] == done["id"] and history["executions"][0]["status"] == "completed"

@@ -1,44 +1,30 @@
-"""kubetask.core.insights: trends, dashboard, alerts, presets, CSV and resilience, with a fixed clock."""
+"""kubetask.core.rest.insights: failures, trends, dashboard, worker grid, presets, search predicates, CSV."""
 
 from __future__ import annotations
 
 import csv
 import io
-import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
-from kubetask.core.insights import (
+from kubetask.core.rest.errors import RestError
+from kubetask.core.rest.insights import (
     CSV_COLUMNS,
     PRESETS,
-    Check,
-    Thresholds,
-    active_degradations,
-    alert_id,
     apply_preset,
-    compute_alerts,
     dashboard_stats,
-    degradation_record,
     failure_category,
     failures,
-    gpu_nodes_check,
-    lease_check,
     parse_interval,
-    parse_records,
     presets_public,
-    prune_expired,
     ran_on,
-    resilience_summary,
     task_name_matches,
     tasks_csv,
     trends,
-    validate_service_name,
-    webhook_check,
     worker_grid,
 )
-from kubetask.core.rest import RestError
 
 NOW = datetime(2026, 1, 25, 14, 30, 0, tzinfo=UTC)
 
@@ -56,6 +42,8 @@ def task(name: str, phase: str | None = None, *, created: datetime | None = None
          priority: int = 5, user: str = "alice", display: str | None = None, cancel: bool = False,
          **spec: Any) -> dict[str, Any]:
     created = created or ago(hours=1)
+    if phase == "Running" and started is None:
+        started = created  # a Running task has started on a node (admitted-but-not-started tasks are waiting)
     status: dict[str, Any] = {"createdAt": iso(created)}
     if phase:
         status["phase"] = phase
@@ -96,9 +84,6 @@ def pod(name: str, node_name: str, *, cpu: str = "8", memory: str = "16Gi", gpus
             "spec": {"nodeName": node_name, "containers": [{"name": "c", "resources": {
                 "requests": {"cpu": cpu, "memory": memory, "nvidia.com/gpu": str(gpus)}}}]},
             "status": {"phase": phase}}
-
-
-# --------------------------------------------------------------------------- failures and trends
 
 
 @pytest.mark.parametrize(("reason", "expected"), [
@@ -176,9 +161,6 @@ def test_failure_patterns_percentages() -> None:
                         {"error": "OOMKilled", "count": 1, "percentage": 10.0}]
 
 
-# --------------------------------------------------------------------------- dashboard
-
-
 def test_dashboard_stats() -> None:
     nodes = [node("g1"), node("g2", labels={"kubetask.io/paused": "true"}), node("g3", ready=False),
              node("cp", gpus=0, labels={"node-role.kubernetes.io/control-plane": ""})]
@@ -221,81 +203,6 @@ def test_worker_grid_rates() -> None:
     assert {w["worker_id"]: w for w in two_hours["workers"]}["g1"]["task_rate"] == round(5 / 3, 2)
 
 
-# --------------------------------------------------------------------------- alerts
-
-
-def test_alert_ids_are_deterministic() -> None:
-    assert alert_id("STUCK_TASK", "ns/t#1") == alert_id("STUCK_TASK", "ns/t#1")
-    assert alert_id("STUCK_TASK", "ns/t#1") != alert_id("STUCK_TASK", "ns/t#2")
-    assert alert_id("STUCK_TASK", "x") != alert_id("WORKER_OFFLINE", "x")
-    assert alert_id("A", "b").startswith("alert-")
-
-
-def test_alerts_from_state() -> None:
-    tasks = [task(f"w{i}", "Pending") for i in range(3)]
-    tasks.append(task("stuck", "Running", started=ago(hours=2), node="g1"))
-    tasks.append(task("fine", "Running", started=ago(minutes=5), node="g1"))
-    tasks += [task(f"f{i}", "Failed", started=ago(minutes=30), done=ago(minutes=20), reason="Error")
-              for i in range(3)]
-    tasks += [task(f"s{i}", "Succeeded", started=ago(minutes=30), done=ago(minutes=20)) for i in range(3)]
-    nodes = [node("g1"), node("down", ready=False), node("cp-down", ready=False, gpus=0,
-                                                         labels={"node-role.kubernetes.io/control-plane": ""})]
-    tenants = [{"metadata": {"name": "alice"},
-                "spec": {"limits": {"monthlyGpuHours": 10, "maxPending": 3}},
-                "status": {"month": "2026-01", "gpuSecondsThisMonth": 9.5 * 3600}}]
-    thresholds = Thresholds(queue_depth_warning=2, queue_depth_critical=10)
-    alerts = compute_alerts(tasks, nodes, [pod("p", "down")], tenants, thresholds=thresholds, now=NOW)
-    by_type = {a["type"]: a for a in alerts}
-    assert set(by_type) == {"HIGH_QUEUE_DEPTH", "STUCK_TASK", "WORKER_OFFLINE", "HIGH_FAILURE_RATE",
-                            "QUOTA_NEARLY_EXHAUSTED", "PENDING_LIMIT_REACHED"}
-    assert by_type["HIGH_QUEUE_DEPTH"]["severity"] == "WARNING"
-    assert by_type["HIGH_QUEUE_DEPTH"]["description"] == "Queue depth 3 exceeded 2"
-    assert by_type["STUCK_TASK"]["details"]["task_id"] == "stuck"
-    assert by_type["STUCK_TASK"]["created_at"] == iso(ago(hours=1))
-    assert by_type["WORKER_OFFLINE"]["severity"] == "CRITICAL"  # it still has a task pod
-    assert by_type["WORKER_OFFLINE"]["details"]["worker_id"] == "down"
-    assert by_type["HIGH_FAILURE_RATE"]["severity"] == "CRITICAL" and \
-        by_type["HIGH_FAILURE_RATE"]["details"]["failure_rate"] == 50.0
-    assert by_type["QUOTA_NEARLY_EXHAUSTED"]["details"]["used_gpu_hours"] == 9.5
-    assert [a["severity"] for a in alerts] == sorted((a["severity"] for a in alerts),
-                                                     key=["CRITICAL", "WARNING", "INFO"].index)
-    for alert in alerts:
-        assert alert["acknowledged"] is False and alert["alert_id"].startswith("alert-")
-        assert set(alert) >= {"alert_id", "type", "severity", "description", "created_at", "acknowledged"}
-    again = compute_alerts(tasks, nodes, [pod("p", "down")], tenants, thresholds=thresholds,
-                           now=NOW + timedelta(minutes=3))
-    assert {a["alert_id"] for a in again} == {a["alert_id"] for a in alerts}  # same conditions, same ids
-
-
-def test_alerts_quiet_state_and_acks() -> None:
-    quiet = compute_alerts([task("fine", "Running", started=ago(minutes=5))], [node("g1")], [], [], now=NOW)
-    assert quiet == []
-    few = [task(f"f{i}", "Failed", started=ago(minutes=30), done=ago(minutes=20)) for i in range(4)]
-    assert compute_alerts(few, [], [], [], now=NOW) == []  # below the minimum sample of 5
-    exhausted = [{"metadata": {"name": "bob"}, "spec": {"limits": {"monthlyGpuHours": 1}},
-                  "status": {"month": "2026-01", "gpuSecondsThisMonth": 3600}}]
-    alerts = compute_alerts([], [], [], exhausted, now=NOW)
-    assert [(a["type"], a["severity"]) for a in alerts] == [("QUOTA_EXHAUSTED", "CRITICAL")]
-    assert alerts[0]["created_at"] == "2026-01-01T00:00:00Z"
-    ack = {alerts[0]["alert_id"]: {"acknowledged_at": "2026-01-25T14:31:00Z", "acknowledged_by": "bob"}}
-    acked = compute_alerts([], [], [], exhausted, acks=ack, now=NOW)
-    assert acked[0]["acknowledged"] is True and acked[0]["acknowledged_by"] == "bob"
-    last_month = [{"metadata": {"name": "bob"}, "spec": {"limits": {"monthlyGpuHours": 1}},
-                   "status": {"month": "2025-12", "gpuSecondsThisMonth": 3600}}]
-    assert compute_alerts([], [], [], last_month, now=NOW) == []
-
-
-def test_queue_depth_critical() -> None:
-    waiting = [task(f"w{i}", "Queued") for i in range(12)]
-    alerts = compute_alerts(waiting, [], [], [], thresholds=Thresholds(queue_depth_warning=5,
-                                                                       queue_depth_critical=10), now=NOW)
-    assert [(a["type"], a["severity"], a["details"]["queue_depth"]) for a in alerts] == [
-        ("HIGH_QUEUE_DEPTH", "CRITICAL", 12)]
-
-
-# --------------------------------------------------------------------------- presets and search predicates
-
-
 def test_presets() -> None:
     assert {p["name"] for p in presets_public()["presets"]} >= {
         "failed_today", "high_priority_pending", "stuck_tasks", "recently_completed"}
@@ -331,9 +238,6 @@ def test_task_name_and_worker_predicates() -> None:
     assert ran_on(retried, "n1") and ran_on(retried, "n2") and not ran_on(retried, "n3")
 
 
-# --------------------------------------------------------------------------- CSV
-
-
 def test_csv_header_rows_and_formula_guard() -> None:
     rows = [{"task_id": "t1", "task_name": "=HYPERLINK(\"x\")", "status": "failed", "priority": 8,
              "tags": ["a", "b"], "error": "boom, with comma", "duration_seconds": 1.5},
@@ -347,61 +251,3 @@ def test_csv_header_rows_and_formula_guard() -> None:
     assert parsed[0]["priority"] == "8" and parsed[0]["duration_seconds"] == "1.5"
     assert parsed[1]["worker_id"] == "" and parsed[1]["priority"] == "0"
     assert tasks_csv([]) == ",".join(CSV_COLUMNS) + "\r\n"
-
-
-# --------------------------------------------------------------------------- resilience
-
-
-def test_degradation_records_expire() -> None:
-    data = {"database": degradation_record("return_cached", 300, by="root", now=NOW),
-            "cache": degradation_record("fail_fast", 60, by="root", now=ago(minutes=5)),
-            "junk": "not json"}
-    active = active_degradations(data, NOW)
-    assert [d["service_name"] for d in active] == ["database"]
-    assert active[0]["strategy"] == "return_cached" and active[0]["remaining_seconds"] == 300
-    assert active[0]["expires_at"] == "2026-01-25T14:35:00Z"
-    assert set(prune_expired(data, NOW)) == {"database"}
-    assert active_degradations(data, NOW + timedelta(minutes=6)) == []
-    assert json.loads(data["database"])["marked_by"] == "root"
-    assert parse_records({"a": "{\"x\": 1}", "b": "[1]", "c": "nope"}) == {"a": {"x": 1}}
-
-
-@pytest.mark.parametrize("name", ["", "bad name", "-x", "a" * 64, "x/y"])
-def test_service_name_validation(name: str) -> None:
-    with pytest.raises(RestError) as info:
-        validate_service_name(name)
-    assert info.value.status == 422 and info.value.field == "service_name"
-
-
-def test_resilience_summary_score() -> None:
-    components = {"apiserver": Check(True, "ok"), "task_cache": Check(True, "synced"),
-                  "operator_webhook": Check(True, "kubetask.io"), "gpu_nodes": Check(True, "2 Ready"),
-                  "operator_lease": Check(False, "stale")}
-    body = resilience_summary(components, [{"service_name": "database"}], NOW)
-    assert body["system_health"]["components_total"] == 5
-    assert (body["system_health"]["healthy"], body["system_health"]["unhealthy"]) == (4, 1)
-    assert body["system_health"]["components"]["operator_lease"] == {"healthy": False, "status": "unhealthy",
-                                                                     "detail": "stale"}
-    assert body["degradation"]["degraded_services_count"] == 1 and body["degradation"]["services"] == ["database"]
-    assert body["resilience_score"] == 80.0
-    assert resilience_summary({}, [], NOW)["resilience_score"] == 0.0
-
-
-def test_lease_check() -> None:
-    fresh = {"spec": {"holderIdentity": "op-1", "renewTime": iso(ago(seconds=5)), "leaseDurationSeconds": 15}}
-    stale = {"spec": {"holderIdentity": "op-1", "renewTime": iso(ago(seconds=60)), "leaseDurationSeconds": 15}}
-    released = {"spec": {"holderIdentity": None, "renewTime": iso(ago(seconds=1))}}
-    assert lease_check(fresh, NOW).healthy
-    assert not lease_check(stale, NOW).healthy and "60 s ago" in lease_check(stale, NOW).detail
-    assert not lease_check(released, NOW).healthy
-
-
-def test_webhook_and_gpu_node_checks() -> None:
-    config = {"metadata": {"name": "kubetask.io"}, "webhooks": [
-        {"name": "tasks.kubetask.io", "rules": [{"apiGroups": ["kubetask.io"], "resources": ["tasks"]}]}]}
-    other = {"metadata": {"name": "other"}, "webhooks": [{"name": "x", "rules": [{"apiGroups": ["apps"]}]}]}
-    assert webhook_check([other, config]).healthy
-    assert not webhook_check([other]).healthy and not webhook_check([]).healthy
-    check = gpu_nodes_check([node("g1"), node("g2", ready=False), node("c", gpus=0)])
-    assert check.healthy and check.detail == "1 of 2 GPU nodes Ready, 4 GPUs"
-    assert not gpu_nodes_check([node("g2", ready=False)]).healthy

@@ -1,49 +1,28 @@
-"""REST body -> Task spec mapping for every seed dialect, and the public representation."""
+"""kubetask.core.rest.intake: request bodies of every seed dialect -> Task objects; validation names the field."""
 
 from __future__ import annotations
 
 from typing import Any
 
 import pytest
+from rest_samples import CTX, TEMPLATES, build, refused
 
-from kubetask.core.rest import (
-    ANNOTATION_MODEL_NAME,
-    ANNOTATION_TASK_TYPE,
-    BuildContext,
-    RestError,
-    build_task,
-    build_update_patch,
-    clone_for_replay,
-    generate_task_id,
-    normalize_status,
-    parse_priority,
-    public_status,
-    task_public,
-)
-
-TEMPLATES: list[dict[str, Any]] = [
-    {"metadata": {"name": "ollama-inference"}, "spec": {"parameters": [
-        {"name": "model", "type": "string", "required": True},
-        {"name": "prompt", "type": "string", "required": True},
-        {"name": "system_prompt", "type": "string"}]}},
-    {"metadata": {"name": "text-generation"}, "spec": {
-        "parameters": [{"name": "model_name", "type": "string", "required": True},
-                       {"name": "input_data", "type": "object", "required": True}],
-        "taskTypes": [{"name": "text_generation", "modelParameter": "model_name",
-                       "inputParameter": "input_data"}]}},
-    {"metadata": {"name": "payments"}, "spec": {"aliases": ["process_payment"], "parameters": []}},
-]
-CTX = BuildContext(user="alice", namespace="kubetask-alice", templates=TEMPLATES)
+from kubetask.core.objects import ANNOTATION_MODEL_NAME, ANNOTATION_TASK_TYPE
+from kubetask.core.rest.errors import RestError
+from kubetask.core.rest.intake import BuildContext, build_task, generate_task_id, parse_priority
 
 
-def build(body: dict[str, Any], ctx: BuildContext = CTX) -> dict[str, Any]:
-    return build_task(body, ctx)
-
-
-def refused(body: dict[str, Any]) -> RestError:
-    with pytest.raises(RestError) as info:
-        build(body)
-    return info.value
+def _merge(target: Any, patch: Any) -> Any:
+    """RFC 7386 applied, to check the patch really produces the new value."""
+    if not isinstance(patch, dict):
+        return patch
+    result = dict(target) if isinstance(target, dict) else {}
+    for key, value in patch.items():
+        if value is None:
+            result.pop(key, None)
+        else:
+            result[key] = _merge(result.get(key), value)
+    return result
 
 
 def test_seed_001_script_with_metadata_priority_and_tags() -> None:
@@ -125,15 +104,6 @@ def test_priority_words(word: Any, value: int) -> None:
     assert parse_priority(word) == value
 
 
-@pytest.mark.parametrize(("text", "status"), [
-    ("PENDING", "pending"), ("success", "completed"), ("succeeded", "completed"), ("done", "completed"),
-    ("error", "failed"), ("canceled", "cancelled"), ("in_progress", "running"), ("In-Progress", "running"),
-    ("QUEUED", "queued"),
-])
-def test_status_synonyms(text: str, status: str) -> None:
-    assert normalize_status(text) == status
-
-
 def test_generated_ids_keep_job_names_short() -> None:
     tid = generate_task_id("A very long display name that goes on and on!!!")
     slug, suffix = tid.rsplit("-", 1)
@@ -141,53 +111,33 @@ def test_generated_ids_keep_job_names_short() -> None:
     assert generate_task_id("???").startswith("task-")
 
 
-def _obj(phase: str | None = None, **status: Any) -> dict[str, Any]:
-    task = build({"name": "n", "template": "ollama-inference", "parameters": {"model": "m", "prompt": "p"},
-                  "timeout_seconds": 60})
-    task["metadata"].update(name="n-12345678", creationTimestamp="2030-01-01T00:00:00Z")
-    task["status"] = {"phase": phase, **status} if phase else {}
-    return task
+def test_task_name_of_a_template_takes_declared_kwargs_as_parameters() -> None:
+    task = build_task({"task_name": "bash-script", "task_kwargs": {"script": "echo 1", "extra": 2}}, CTX)
+    assert task["spec"]["template"] == {"name": "bash-script", "parameters": {"script": "echo 1"}}
 
 
-def test_public_representation_carries_every_seed_name() -> None:
-    public = task_public(_obj("Running", startedAt="2030-01-01T00:00:05Z", nodeName="gpu-node-1"))
-    assert public["id"] == public["task_id"] == "n-12345678"
-    assert public["name"] == public["task_name"] == "n"
-    assert public["status"] == "running" and public["worker_id"] == "gpu-node-1"
-    assert public["estimated_completion"] == "2030-01-01T00:01:05Z"
-    assert public["template"] == "ollama-inference" and public["parameters"] == {"model": "m", "prompt": "p"}
-    assert public["resource_usage"]["model_name"] == "m"
+def test_task_type_needs_an_object_as_input_data() -> None:
+    with pytest.raises(RestError) as error:
+        build_task({"task_type": "text_generation", "model_name": "m", "input_data": "hello"}, CTX)
+    assert error.value.status == 422 and error.value.field == "input_data"
 
 
-@pytest.mark.parametrize(("phase", "status"), [
-    (None, "pending"), ("Pending", "pending"), ("Queued", "queued"), ("Running", "running"),
-    ("Succeeded", "completed"), ("Failed", "failed"), ("Cancelled", "cancelled"),
-])
-def test_status_mapping(phase: str | None, status: str) -> None:
-    assert public_status(_obj(phase)) == status
+def test_unknown_fields_are_422_naming_the_field() -> None:
+    error = refused({"image": "busybox", "gpuz": 3})
+    assert error.status == 422 and error.code == "UNKNOWN_FIELD" and error.field == "gpuz"
+    assert "'gpus'" in error.detail  # the nearest known name
+    assert refused({"image": "busybox", "client_version": "1.2"}).field == "client_version"
 
 
-def test_queued_reads_as_pending_for_seed_004_and_cancel_shows_at_once() -> None:
-    assert public_status(_obj("Queued"), queued_as_pending=True) == "pending"
-    cancelling = _obj("Running")
-    cancelling["spec"]["cancel"] = True
-    assert public_status(cancelling) == "cancelled"
-
-
-def test_update_patch_and_immutables() -> None:
-    task = _obj("Pending")
-    patch = build_update_patch({"name": "new", "priority": "low", "parameters": {"model": "x", "prompt": "y"},
-                                "template": "ollama-inference"}, task, max_timeout_seconds=3600)
-    assert patch == {"displayName": "new", "priority": 2,
-                     "template": {"name": "ollama-inference", "parameters": {"model": "x", "prompt": "y"}}}
+def test_depends_on_takes_ids_and_records_their_uids() -> None:
+    known = {"123e4567-e89b-12d3-a456-426614174000": ("first-1a2b3c4d", "123e4567-e89b-12d3-a456-426614174000"),
+             "first-1a2b3c4d": ("first-1a2b3c4d", "123e4567-e89b-12d3-a456-426614174000")}
+    ctx = BuildContext(user="alice", namespace="ns", templates=TEMPLATES, lookup=known.get)
+    task = build_task({"image": "busybox", "depends_on": ["123e4567-e89b-12d3-a456-426614174000",
+                                                          "first-1a2b3c4d", "unknown-name"]}, ctx)
+    assert task["spec"]["dependsOn"] == ["first-1a2b3c4d", "unknown-name"]  # admission says unknown-name is missing
+    assert task["metadata"]["annotations"]["kubetask.io/depends-on-uids"] == \
+        '{"first-1a2b3c4d":"123e4567-e89b-12d3-a456-426614174000"}'
     with pytest.raises(RestError) as info:
-        build_update_patch({"template": "other"}, task, max_timeout_seconds=3600)
-    assert info.value.field == "template"
-
-
-def test_replay_clone_points_at_the_original() -> None:
-    original = _obj("Failed")
-    original["spec"]["cancel"] = True
-    clone = clone_for_replay(original, user="alice", namespace="kubetask-alice")
-    assert "cancel" not in clone["spec"] and clone["metadata"]["annotations"]["kubetask.io/replay-of"] == "n-12345678"
-    assert "name" not in clone["metadata"] and clone["spec"]["template"] == original["spec"]["template"]
+        build_task({"image": "busybox", "depends_on": ["Not A Name"]}, ctx)
+    assert info.value.code == "DEPENDENCY_NOT_FOUND" and info.value.field == "depends_on"

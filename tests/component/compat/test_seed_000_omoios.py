@@ -13,12 +13,15 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import pytest
 from compat_support import (
+    ALICE_KEY,
     ALICE_NS,
     BOB_KEY,
     FAR_FUTURE,
     DevServer,
+    add_tenant,
     assert_error,
     is_iso,
+    is_uuid,
     job_env,
     sim,
     wait_status,
@@ -48,7 +51,8 @@ def test_every_endpoint_requires_authentication(dev: DevServer, method: str, pat
     with dev.client(None) as anonymous:
         assert_error(anonymous.request(method, path, json={"name": "x"} if method == "POST" else None), 401)
     with dev.client("not-a-key") as wrong:
-        assert_error(wrong.request(method, path, json={"name": "x"} if method == "POST" else None), 401)
+        assert_error(wrong.request(method, path, json={"name": "x"} if method == "POST" else None), 401,
+                     "INVALID_API_KEY")
 
 
 def test_list_own_tasks_with_status_filter(alice: httpx.Client, bob: httpx.Client) -> None:
@@ -87,7 +91,7 @@ def test_cancel_running_task_stops_its_job(alice: httpx.Client, dev: DevServer) 
     assert done["status"] == "cancelled"
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
-        jobs = dev.kubectl_json("-n", ALICE_NS, "get", "jobs", "-l", f"kubetask.io/task={task['id']}")["items"]
+        jobs = dev.kubectl_json("-n", ALICE_NS, "get", "jobs", "-l", f"kubetask.io/task={task['object_name']}")["items"]
         if not jobs or all(j["metadata"].get("deletionTimestamp") for j in jobs):
             break
         time.sleep(0.3)
@@ -115,6 +119,8 @@ def test_queue_status_counts(alice: httpx.Client) -> None:
         assert isinstance(b[key], int) and b[key] >= 0
     assert isinstance(b["can_submit"], bool)
     assert b["max_pending"] == 50
+    for key in ("max_concurrent", "can_start_more", "monthly_hours_used", "monthly_hours_limit", "pending_tasks"):
+        assert key in b, key
     task = alice.post("/tasks", json=_container("seed000 queue", scheduled_at=FAR_FUTURE)).json()
     after = alice.get("/tasks/queue-status").json()
     assert after["pending"] == b["pending"] + 1
@@ -126,6 +132,10 @@ def test_user_limits(alice: httpx.Client) -> None:
     response = alice.get("/users/me/limits")
     assert response.status_code == 200
     body = response.json()
+    for key in ("plan", "max_concurrent_agents", "max_task_duration_minutes", "monthly_agent_hours_limit",
+                "monthly_agent_hours_used", "billing_cycle_resets_at"):
+        assert key in body, key
+    assert body["max_task_duration_minutes"] == 60 and is_iso(body["billing_cycle_resets_at"])
     assert body["user_id"] == "alice"
     assert body["limits"]["max_pending"] == 50
     assert body["limits"]["max_timeout_seconds"] == 3600
@@ -157,7 +167,7 @@ def test_pending_limit_is_400_at_50(dev: DevServer) -> None:
 
 def test_complete_callback_with_task_token(alice: httpx.Client, dev: DevServer) -> None:
     task = alice.post("/tasks", json=_container("seed000 callback", annotations=sim(20))).json()
-    env = job_env(dev, ALICE_NS, task["id"])
+    env = job_env(dev, ALICE_NS, task["object_name"])
     token = env["KUBETASK_TASK_TOKEN"]
     assert token
     with dev.client(None) as sandbox:
@@ -181,7 +191,7 @@ def test_complete_callback_with_task_token(alice: httpx.Client, dev: DevServer) 
 def test_token_of_one_task_does_not_complete_another(alice: httpx.Client, dev: DevServer) -> None:
     one = alice.post("/tasks", json=_container("seed000 tok one", annotations=sim(20))).json()
     other = alice.post("/tasks", json=_container("seed000 tok two", scheduled_at=FAR_FUTURE)).json()
-    token = job_env(dev, ALICE_NS, one["id"])["KUBETASK_TASK_TOKEN"]
+    token = job_env(dev, ALICE_NS, one["object_name"])["KUBETASK_TASK_TOKEN"]
     with dev.client(None) as sandbox:
         assert_error(sandbox.post(f"/tasks/{other['id']}/complete", json={"status": "completed"},
                                   headers={"X-Task-Token": token}), 401)
@@ -191,5 +201,73 @@ def test_token_of_one_task_does_not_complete_another(alice: httpx.Client, dev: D
 
 def test_bad_request_bodies(alice: httpx.Client) -> None:
     assert_error(alice.post("/tasks", json={"name": "nothing runs"}), 422)
-    assert_error(alice.post("/tasks", content=b"{not json", headers={"Content-Type": "application/json"}), 422)
+    assert_error(alice.post("/tasks", content=b"{not json", headers={"Content-Type": "application/json"}), 400,
+                 "MALFORMED_JSON")
     assert_error(alice.post("/tasks", json=_container("too many gpus", resources={"gpus": 1000})), 422)
+
+
+# --------------------------------------------------------------------------- merged from the in-process suite
+
+
+def test_hard_limits_are_403_naming_the_limit(dev: DevServer) -> None:
+    add_tenant(dev, "erin", "dev-erin-key", limits={"maxGpusPerTask": 1, "monthlyGpuHours": 0})
+    with dev.client("dev-erin-key") as erin:
+        body = assert_error(erin.post("/tasks", json=_container("two gpus", gpus=2)), 403, "QUOTA_EXCEEDED")
+        assert "max 1" in body["detail"]
+        monthly = assert_error(erin.post("/tasks", json=_container("one gpu", gpus=1)), 403,
+                               "MONTHLY_LIMIT_REACHED")
+        assert "Monthly GPU-hours" in monthly["detail"]
+
+
+def test_a_small_pending_limit_is_400_with_the_seed_message(dev: DevServer) -> None:
+    add_tenant(dev, "carol", "dev-carol-key", limits={"maxPending": 3})
+    with dev.client("dev-carol-key") as carol:
+        created = [carol.post("/tasks", json=_container(f"carol {i}", scheduled_at=FAR_FUTURE)) for i in range(3)]
+        assert all(r.status_code == 201 for r in created), [r.text for r in created]
+        body = assert_error(carol.post("/tasks", json=_container("carol 4", scheduled_at=FAR_FUTURE)), 400,
+                            "TOO_MANY_PENDING")
+        assert body["detail"] == "Too many pending tasks (max 3)"
+        assert carol.get("/tasks/queue-status").json()["can_submit"] is False
+        for response in created:
+            carol.delete(f"/tasks/{response.json()['id']}")
+
+
+def test_admins_read_and_change_limits(admin: httpx.Client, alice: httpx.Client) -> None:
+    got = admin.get("/users/alice/limits")
+    assert got.status_code == 200 and got.json()["user_id"] == "alice"
+    try:
+        patched = admin.patch("/users/alice/limits", json={"max_running": 7})
+        assert patched.status_code == 200 and patched.json()["max_concurrent_agents"] == 7
+        deadline = time.monotonic() + 30
+        while alice.get("/users/me/limits").json()["max_concurrent_agents"] != 7:
+            assert time.monotonic() < deadline
+            time.sleep(0.2)
+    finally:
+        assert admin.patch("/users/alice/limits", json={"max_running": None}).status_code == 200
+    assert_error(alice.patch("/users/alice/limits", json={"max_running": 100}), 403)
+    assert_error(alice.get("/users/bob/limits"), 403)
+
+
+# --------------------------------------------------------------------------- the documented examples, as written
+
+
+def test_omoios_profile_replays_the_documented_examples(dev: DevServer) -> None:
+    """TKT-TQU-005's endpoints and models under its profile (X-Compat-Profile: omoios)."""
+    with dev.client(ALICE_KEY, **{"X-Compat-Profile": "omoios"}) as client:
+        created = client.post("/tasks", json=_container("omoios create", scheduled_at=FAR_FUTURE))
+        assert created.status_code == 201, created.text  # POST /api/v1/tasks (with limit checks)
+        task = created.json()
+        assert is_uuid(task["id"]) and task["status"] == "pending" and task["user_id"] == "alice"
+        listed = client.get("/tasks", params={"status": "pending", "limit": 1000}).json()  # optional status filter
+        assert task["id"] in {t["id"] for t in listed["tasks"]}
+        assert {t["status"] for t in listed["tasks"]} == {"pending"}
+        status = client.get("/tasks/queue-status").json()  # QueueStatus
+        assert task["id"] in {t["task_id"] for t in status["pending_tasks"]}
+        assert {t["status"] for t in status["pending_tasks"]} == {"pending"}
+        limits = client.get("/users/me/limits").json()  # UserLimits
+        assert limits["user_id"] == "alice" and "monthly_agent_hours_used" in limits
+        cancelled = client.delete(f"/tasks/{task['id']}")  # DELETE: cancel a pending/running task
+        assert cancelled.status_code == 200 and cancelled.json()["status"] == "cancelled"
+        assert_error(client.delete("/tasks/does-not-exist-123"), 404)  # proper error responses
+    with dev.client(None, **{"X-Compat-Profile": "omoios"}) as anonymous:
+        assert_error(anonymous.get("/tasks"), 401)  # all endpoints require authentication

@@ -1,4 +1,5 @@
-"""Workers are nodes: Node objects -> seed 003's worker representation, and the node patches (pure).
+"""Workers are nodes: Node objects -> the Distributed Task Queue System API's worker representation, and the node
+patches (pure).
 
 kubetask keeps no worker registry of its own: a *worker* is a Kubernetes Node.
 
@@ -24,7 +25,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from kubetask.core.rest import RestError, format_time, invalid, parse_time, utcnow
+from kubetask.core.objects import Obj
+from kubetask.core.rest.errors import RestError, invalid
 from kubetask.core.scheduling import (
     CAPACITY_ANNOTATION,
     DRAINING_LABEL,
@@ -35,8 +37,7 @@ from kubetask.core.scheduling import (
     node_info,
     pod_is_terminal,
 )
-
-Obj = dict[str, Any]
+from kubetask.core.times import format_time, parse_time, utcnow
 
 WORKER_LABEL = "kubetask.io/worker"
 REGISTERED_ANNOTATION = "kubetask.io/registered-at"
@@ -190,7 +191,8 @@ def worker_public(
     now: datetime | None = None,
     visible_namespaces: set[str] | None = None,
 ) -> Obj:
-    """Seed 003's worker (``worker_id``, ``hostname``, ``status``, ``capacity``, ``current_load``,
+    """The Distributed Task Queue System API's worker (``worker_id``, ``hostname``, ``status``, ``capacity``,
+    ``current_load``,
     ``current_tasks``, ``last_heartbeat``, ``is_draining``) plus GPUs, labels and resources.
 
     ``pods`` are the kubetask pods bound to this node; ``visible_namespaces`` (``None``: all) limits

@@ -17,12 +17,14 @@ import time
 import httpx
 import pytest
 from compat_support import (
+    ALICE_KEY,
     ALICE_NS,
     BOB_KEY,
     FAR_FUTURE,
     DevServer,
     assert_error,
     is_iso,
+    is_uuid,
     sim,
     wait_started,
     wait_status,
@@ -90,31 +92,32 @@ def test_get_task(alice: httpx.Client) -> None:
     alice.post(f"/tasks/{task['task_id']}/cancel")
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    "seed-compat gap: the REST status is 'running' from admission (Job created), before the pod is bound "
-    "and started, so a seed 003 client sees RUNNING with worker_id and started_at null (and its only "
-    "execution 'pending'); reported to the lead with a one-line fix in kubetask.core.rest.task_phase"))
 def test_running_means_started_on_a_worker(alice: httpx.Client, dev: DevServer) -> None:
-    """Seed 003's RUNNING task has a ``worker_id`` and a ``started_at``. The window between admission
-    and the pod's start is short; a busy kube-scheduler (paused here) holds it open."""
+    """Seed 003's RUNNING task has a ``worker_id`` and a ``started_at``: a task the operator has admitted
+    (its Job and pod created) whose pod has not started is still waiting, and says so. The window between
+    admission and the pod's start is short; a busy kube-scheduler (paused here) holds it open."""
     scheduler = dev.pids["kube-scheduler"]
     assert "kube-scheduler" in dev.alive(), dev.alive()
     os.kill(scheduler, signal.SIGSTOP)
     try:
         task_id = str(_submit(alice, scheduled_at=None, annotations=sim(1))["task_id"])
         deadline = time.monotonic() + 60
-        while not dev.kubectl_json("-n", ALICE_NS, "get", "pods", "-l", f"kubetask.io/task={task_id}")["items"]:
+        name = alice.get(f"/tasks/{task_id}").json()["object_name"]
+        while not dev.kubectl_json("-n", ALICE_NS, "get", "pods", "-l", f"kubetask.io/task={name}")["items"]:
             assert time.monotonic() < deadline, f"the operator created no pod for {task_id}"
             time.sleep(0.25)
         while not (executions := alice.get(f"/tasks/{task_id}/executions").json()["executions"]):
             assert time.monotonic() < deadline, f"the API never saw {task_id} admitted"
             time.sleep(0.25)
         body = alice.get(f"/tasks/{task_id}").json()
-        # Nothing runs yet; if the API says RUNNING, a seed 003 client may rely on what RUNNING carries.
-        if body["status"] == "running":
-            assert isinstance(body["worker_id"], str) and body["worker_id"], body
-            assert is_iso(body["started_at"]), body
-            assert executions[-1]["status"] == "running", executions
+        # Admitted, nothing runs yet: waiting, with the fine state and the words saying why.
+        assert body["status"] == "queued" and body["queue_state"] == "starting", body
+        assert body["worker_id"] is None and body["started_at"] is None, body
+        assert "start" in (body["waiting_reason"] or ""), body
+        assert executions[-1]["status"] == "pending", executions
+        queued = {t["id"] for t in alice.get("/tasks", params={"status": "PENDING", "limit": 1000}).json()["tasks"]}
+        running = {t["id"] for t in alice.get("/tasks", params={"status": "RUNNING", "limit": 1000}).json()["tasks"]}
+        assert task_id in queued and task_id not in running
     finally:
         os.kill(scheduler, signal.SIGCONT)
     assert wait_status(alice, task_id, {"completed", "failed"})["status"] == "completed"
@@ -244,7 +247,8 @@ def test_workers_list_and_status(alice: httpx.Client) -> None:
         assert key in s, key
     assert s["status"] == "ACTIVE" and s["is_draining"] is False
     assert isinstance(s["capacity"], int) and isinstance(s["current_load"], int)
-    assert_error(alice.get("/workers/no-such-worker/status"), 404)
+    assert_error(alice.get("/workers/no-such-worker/status"), 404, "WORKER_NOT_FOUND")
+    assert_error(alice.get("/workers/no-such-worker"), 404, "WORKER_NOT_FOUND")
 
 
 def test_worker_mutations_need_admin(alice: httpx.Client) -> None:
@@ -471,3 +475,83 @@ def test_over_the_rate_limit_is_429(admin: httpx.Client, dev: DevServer) -> None
             assert int(limited.headers["Retry-After"]) >= 1
     finally:
         assert admin.patch("/users/bob/limits", json={"requests_per_minute": None}).status_code == 200
+
+
+# --------------------------------------------------------------------------- merged from the in-process suite
+
+
+def test_task_name_of_no_template_names_the_field_and_inline_code_runs(alice: httpx.Client) -> None:
+    body = assert_error(alice.post("/tasks", json={**PAYMENT, "task_name": "send_email"}), 422)
+    assert body["field"] == "task_name"
+    inline = alice.post("/tasks", json={"task_name": "send_email", "script_content": "print('mail')",
+                                        "scheduled_at": FAR_FUTURE})
+    assert inline.status_code == 201 and inline.json()["task_name"] == "send_email"
+    assert inline.json()["script_content"] == "print('mail')"
+    alice.post(f"/tasks/{inline.json()['task_id']}/cancel")
+
+
+def test_cancel_of_a_finished_task_is_409_task_already_finished(alice: httpx.Client) -> None:
+    done = _submit(alice, scheduled_at=None, annotations=sim(0.1))
+    wait_status(alice, str(done["task_id"]), {"completed"})
+    assert_error(alice.post(f"/tasks/{done['task_id']}/cancel"), 409, "TASK_ALREADY_FINISHED")
+
+
+def test_replay_clones_the_arguments(alice: httpx.Client) -> None:
+    original = _submit(alice, scheduled_at=FAR_FUTURE)
+    alice.post(f"/tasks/{original['task_id']}/cancel")
+    replay = alice.post(f"/tasks/{original['task_id']}/replay").json()
+    clone = alice.get(f"/tasks/{replay['task_id']}").json()
+    assert clone["replay_of"] == original["task_id"] and clone["task_kwargs"] == PAYMENT["task_kwargs"]
+    assert clone["task_args"] == PAYMENT["task_args"]
+    alice.post(f"/tasks/{replay['task_id']}/cancel")
+
+
+# --------------------------------------------------------------------------- the documented examples, as written
+
+
+def test_dtq_profile_replays_the_documented_examples(dev: DevServer) -> None:
+    """The Distributed Task Queue System API reference's task examples under its profile (X-Compat-Profile: dtq):
+    UUID task ids, upper-case statuses, the envelope, POST cancel, replay, timeline, compare, errors."""
+    with dev.client(ALICE_KEY, **{"X-Compat-Profile": "dtq"}) as client:
+        # Submit Task -> 201 {"task_id": uuid, "task_name", "status": "PENDING", "priority": 8, "created_at"}
+        submitted = client.post("/tasks", json={**RUNNABLE, "scheduled_at": FAR_FUTURE})
+        assert submitted.status_code == 201, submitted.text
+        body = submitted.json()
+        assert is_uuid(body["task_id"]) and body["task_name"] == "process_payment" and body["status"] == "PENDING"
+        assert body["priority"] == 8 and is_iso(body["created_at"])
+        # Get Task -> "RUNNING" with worker_id, started_at, completed_at null, retry_count 0, max_retries 3.
+        running = client.post("/tasks", json={**RUNNABLE, "scheduled_at": None, "annotations": sim(20)}).json()
+        got = wait_started(client, running["task_id"], status="RUNNING")
+        assert isinstance(got["worker_id"], str) and got["worker_id"] and is_iso(got["started_at"])
+        assert got["completed_at"] is None and got["retry_count"] == 0 and got["max_retries"] == 3
+        # Cancel Task: POST /cancel -> {"task_id", "status": "CANCELLED", "message"}
+        cancelled = client.post(f"/tasks/{running['task_id']}/cancel").json()
+        assert cancelled["task_id"] == running["task_id"] and cancelled["status"] == "CANCELLED"
+        assert cancelled["message"]
+        # List Tasks ?status=FAILED&priority=8&limit=10 -> {"total", "limit": 10, "offset": 0, "tasks"}
+        failed = client.post("/tasks", json={**RUNNABLE, "scheduled_at": None, "max_retries": 0,
+                                             "annotations": sim(0.1, exit_code=1)}).json()
+        wait_status(client, failed["task_id"], {"FAILED"})
+        listed = client.get("/tasks?status=FAILED&priority=8&limit=10").json()
+        assert {"total", "limit", "offset", "tasks"} <= set(listed) and listed["limit"] == 10
+        assert failed["task_id"] in {t["task_id"] for t in listed["tasks"]}
+        assert all(t["status"] == "FAILED" for t in listed["tasks"])
+        pending = {t["task_id"] for t in
+                   client.get("/tasks", params={"status": "PENDING", "limit": 1000}).json()["tasks"]}
+        assert body["task_id"] in pending
+        # Replay Task -> {"task_id": new uuid, "status": "PENDING", "original_task_id"}
+        replay = client.post(f"/tasks/{failed['task_id']}/replay").json()
+        assert is_uuid(replay["task_id"]) and replay["task_id"] != failed["task_id"]
+        assert replay["status"] == "PENDING" and replay["original_task_id"] == failed["task_id"]
+        # Timeline -> {"task_id", "task_name", "status": "FAILED", ..., "events": [...]}
+        timeline = client.get(f"/tasks/{failed['task_id']}/timeline").json()
+        assert timeline["task_id"] == failed["task_id"] and timeline["status"] == "FAILED"
+        assert "started" in {e["event_type"] for e in timeline["events"]}
+        # Compare Tasks -> {"same_function", "same_args", "same_priority", "timing": {task1_duration, ...}}
+        compared = client.get(f"/tasks/{failed['task_id']}/compare/{replay['task_id']}").json()
+        assert compared["same_function"] is True and compared["same_args"] is True
+        assert set(compared["timing"]) >= {"task1_duration", "task2_duration"}
+        # Error Response Format: {"detail": "Task not found", "code": "TASK_NOT_FOUND", "request_id", "timestamp"}
+        assert_error(client.get("/tasks/550e8400-e29b-41d4-a716-446655440000"), 404, "TASK_NOT_FOUND")
+        for task_id in (body["task_id"], replay["task_id"]):
+            client.post(f"/tasks/{task_id}/cancel")
