@@ -1,26 +1,29 @@
-"""Kopf handlers: thin adapters from Kopf onto the state views, the core rules and the cluster.
+"""Kopf handlers: thin adapters from Kopf onto the state, the core rules and the cluster.
 
 ``build_registry(state)`` returns a fresh :class:`kopf.OperatorRegistry` whose
 handlers close over one operator instance's :class:`State` — nothing is
 registered globally, so an operator can be started and stopped many times in
 one process.
 
-* Views: ``@kopf.index`` handlers keep the in-memory views of Tasks, Jobs,
-  Pods, Nodes, ResourceQuotas, Tenants and TaskTemplates (Kopf pre-populates
-  all indexes before any other handler runs, so the first ``@kopf.on.event``
-  call proves the views are complete); ``@kopf.on.event`` handlers drop
-  deleted objects and wake the scheduler.  Neither writes to the objects: no
-  progress annotations, no finalizers on the hot path.
+Kopf does what it is good at here, and nothing per Task:
+
 * Tenants: ``@kopf.on.resume/create/update`` reconcile each Tenant into its
-  Namespace, ResourceQuota, LimitRange, Role and RoleBinding.
+  Namespace, ResourceQuota, LimitRange, Role and RoleBinding (Kopf watches only Tenants).
 * Admission: ``@kopf.on.mutate`` and ``@kopf.on.validate`` on Tasks run
-  :mod:`kubetask.core.admission`.
+  :mod:`kubetask.core.admission`, answering from the state's incrementally kept
+  indexes (the tenant's waiting Tasks, the namespace's dependency graph): no scan.
+* Probes: Kopf's liveness endpoint (see the runner).
+
+The queue itself (Tasks, Jobs, Pods) is fed by the lean list+watch streams of
+:mod:`kubetask.operator.state`, not by Kopf: Kopf's per-object machinery (a
+worker, a readiness toggle and a diff base per object) made start-up quadratic
+in the number of watched objects.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
-import time
 import uuid
 from collections.abc import Mapping
 from typing import Any
@@ -41,11 +44,11 @@ from kubetask.kube.client import (
     ApiError,
     Resource,
 )
-from kubetask.operator.state import Key, State, View
+from kubetask.operator.state import State
 
 log = logging.getLogger("kubetask.operator")
 
-WEBHOOK_MEMORY_SECONDS = 30.0
+SYNC_WAIT_SECONDS = 10.0
 _KINDS = {"Namespace": NAMESPACES, "ResourceQuota": RESOURCE_QUOTAS, "LimitRange": LIMIT_RANGES,
           "Role": ROLES, "RoleBinding": ROLE_BINDINGS}
 
@@ -53,27 +56,6 @@ _KINDS = {"Namespace": NAMESPACES, "ResourceQuota": RESOURCE_QUOTAS, "LimitRange
 def _plain(body: Mapping[str, Any]) -> dict[str, Any]:
     """A plain dict of a Kopf body (its nested values already are plain JSON)."""
     return {key: body[key] for key in body}
-
-
-def _register_view(registry: kopf.OperatorRegistry, state: State, view: View, selector: tuple[str, ...],
-                   name: str) -> None:
-    # Coroutines, not plain functions: Kopf runs sync handlers in a thread pool, and a hop to a
-    # worker thread and back for every watch event of every object costs more than the handler.
-    async def index_fn(body: kopf.Body, **_: Any) -> None:
-        if view.upsert(_plain(body)) and state.synced.is_set():
-            state.poke()
-
-    async def event_fn(type: str | None, body: kopf.Body, **_: Any) -> None:
-        if type == "DELETED":
-            view.remove(_plain(body))
-        if not state.synced.is_set():
-            log.info("views synced: %d tasks, %d jobs, %d pods, %d nodes", len(state.tasks), len(state.jobs),
-                     len(state.pods), len(state.nodes))
-            state.synced.set()
-        state.poke()
-
-    kopf.index(*selector, id=f"view-{name}", registry=registry)(index_fn)
-    kopf.on.event(*selector, id=f"wake-{name}", registry=registry)(event_fn)
 
 
 def build_registry(state: State) -> kopf.OperatorRegistry:
@@ -86,14 +68,6 @@ def build_registry(state: State) -> kopf.OperatorRegistry:
         if not isinstance(info, kopf.ConnectionInfo):
             raise kopf.LoginError("no connection info")
         return info
-
-    _register_view(registry, state, state.tasks, (GROUP, VERSION, "tasks"), "tasks")
-    _register_view(registry, state, state.jobs, ("batch", "v1", "jobs"), "jobs")
-    _register_view(registry, state, state.pods, ("v1", "pods"), "pods")
-    _register_view(registry, state, state.nodes, ("v1", "nodes"), "nodes")
-    _register_view(registry, state, state.quotas, ("v1", "resourcequotas"), "resourcequotas")
-    _register_view(registry, state, state.tenants, (GROUP, VERSION, "tenants"), "tenants")
-    _register_view(registry, state, state.templates, (GROUP, VERSION, "tasktemplates"), "tasktemplates")
 
     # ------------------------------------------------------------------ tenants
 
@@ -128,6 +102,7 @@ def build_registry(state: State) -> kopf.OperatorRegistry:
             operation: str | None = kwargs.get("operation")
             old: Any = kwargs.get("old")
             userinfo: Mapping[str, Any] = kwargs.get("userinfo") or {}
+            await _synced(state)
             spec = dict(body.get("spec") or {})
             namespace = str(body.get("metadata", {}).get("namespace") or "default")
             if operation == "UPDATE":
@@ -155,6 +130,7 @@ def build_registry(state: State) -> kopf.OperatorRegistry:
             body: kopf.Body = kwargs["body"]
             old: Any = kwargs.get("old")
             operation: str | None = kwargs.get("operation")
+            await _synced(state)
             meta = body.get("metadata") or {}
             namespace = str(meta.get("namespace") or "default")
             name = meta.get("name")
@@ -165,55 +141,26 @@ def build_registry(state: State) -> kopf.OperatorRegistry:
                 spec, name=name, namespace=namespace, operation=operation or "CREATE",
                 old=dict(old) if old else None, tenant_name=tenant_name,
                 tenant_spec=(tenant or {}).get("spec"), tenant_status=(tenant or {}).get("status"),
-                pending_count=pending_count(state, user, exclude=(namespace, str(name or ""))),
-                templates=state.templates_by_name(), existing=dependency_graph(state, namespace),
+                pending_count=state.pending_count(user, exclude=(namespace, str(name or ""))),
+                templates=state.templates_by_name(), existing=state.admission.graph(namespace),
                 now=state.clock())
             if not verdict.allowed:
                 raise kopf.AdmissionError(verdict.message, code=verdict.code)
-            if operation == "CREATE":
-                remember_admitted(state, namespace, str(name or f"<generated-{uuid.uuid4().hex[:8]}>"), user,
-                                  [str(d) for d in spec.get("dependsOn") or []])
+            if operation == "CREATE" and not kwargs.get("dryrun"):
+                # Counted until its watch event arrives, so a burst of creates cannot overrun the pending limit.
+                state.admission.remember_admitted((namespace, str(name or f"<generated-{uuid.uuid4().hex[:8]}>")),
+                                                  user, [str(d) for d in spec.get("dependsOn") or []])
 
     return registry
 
 
-# ---------------------------------------------------------------------- admission helpers
-
-
-def remember_admitted(state: State, namespace: str, name: str, user: str, deps: list[str]) -> None:
-    """Count a just-admitted Task before its watch event arrives (bursts of creates)."""
-    now = time.monotonic()
-    state.webhook_seen = {k: v for k, v in state.webhook_seen.items() if now - v[0] < WEBHOOK_MEMORY_SECONDS}
-    state.webhook_seen[(namespace, name)] = (now, user, deps, True)
-
-
-def pending_count(state: State, user: str, *, exclude: Key | None = None) -> int:
-    """The user's waiting Tasks: the view's, plus those admitted moments ago and not yet seen."""
-    count = 0
-    seen: set[Key] = set()
-    for key, task in state.tasks.items.items():
-        seen.add(key)
-        if key == exclude:
-            continue
-        spec = task.get("spec") or {}
-        if state.tenant_key(task) != user or spec.get("cancel"):
-            continue
-        if (task.get("status") or {}).get("phase") in admission.NOT_ADMITTED_PHASES:
-            count += 1
-    now = time.monotonic()
-    for key, (stamp, owner, _, _) in list(state.webhook_seen.items()):
-        if key not in seen and key != exclude and owner == user and now - stamp < WEBHOOK_MEMORY_SECONDS:
-            count += 1
-    return count
-
-
-def dependency_graph(state: State, namespace: str) -> dict[str, list[str]]:
-    graph = {name: [str(d) for d in (task.get("spec") or {}).get("dependsOn") or []]
-             for (ns, name), task in state.tasks.items.items() if ns == namespace}
-    for (ns, name), (_, _, deps, _) in state.webhook_seen.items():
-        if ns == namespace and name not in graph:
-            graph[name] = deps
-    return graph
+async def _synced(state: State) -> None:
+    """Admission answers from the stores: wait (briefly) until they have listed once, or fail closed."""
+    if not state.synced.is_set():
+        try:
+            await asyncio.wait_for(state.synced.wait(), timeout=SYNC_WAIT_SECONDS)
+        except TimeoutError:
+            raise kopf.AdmissionError("kubetask is starting: try again in a moment", code=503) from None
 
 
 # ---------------------------------------------------------------------- tenant objects

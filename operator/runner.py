@@ -14,19 +14,19 @@ import os
 import socket
 import threading
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, cast
+from typing import Any
 
 import kopf
 from aiohttp import web
 from kubernetes_asyncio import client as k8s_client
-from kubernetes_asyncio import config as k8s_config
 
 from kubetask.kube.client import LEASES, ApiError, KubeClient, Resource
 from kubetask.operator.handlers import build_registry
 from kubetask.operator.metrics import Metrics, serve_metrics
+from kubetask.operator.notify import Notifier
 from kubetask.operator.scheduler import Scheduler
 from kubetask.operator.state import State
 from kubetask.operator.webhooks import ServiceWebhookServer, WebhookServer
@@ -46,20 +46,6 @@ class LeadershipLost(RuntimeError):
 
 
 # ---------------------------------------------------------------------- connection
-
-
-async def load_configuration(kube: KubeSettings) -> k8s_client.Configuration:
-    """The same resolution as :meth:`KubeClient.connect`: in-cluster, else the kubeconfig."""
-    configuration = k8s_client.Configuration()
-    if kube.kubeconfig is None:
-        try:
-            k8s_config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
-            return configuration
-        except k8s_config.ConfigException:
-            pass
-    await k8s_config.load_kube_config(config_file=kube.kubeconfig, context=kube.context,
-                                      client_configuration=configuration)
-    return configuration
 
 
 def connection_info(configuration: k8s_client.Configuration) -> kopf.ConnectionInfo:
@@ -238,39 +224,35 @@ def webhook_server(settings: OperatorSettings, port: int) -> WebhookServer:
                               host=host, port=port, **tls)
 
 
-class ChangeTrackedDiffBase(kopf.AnnotationsDiffBaseStorage):
-    """Kopf's diff-base storage, skipped for kinds without change-detecting handlers.
+def _webhook_only_memories() -> Any:
+    """Kopf's per-object memories, kept only for the kinds Kopf watches (Tenants).
 
-    Kopf builds an object's "essence" (a deep copy, cleaned) and decodes the stored one on
-    every watch event of every watched object, although only Tenants have create/update
-    handlers here; Tasks, Jobs and Pods only feed views, and their events dominate.
+    Kopf remembers every object an UPDATE admission review shows it, and forgets it when its
+    watch sees the deletion; Kopf does not watch Tasks here, so each reviewed Task would stay
+    remembered for the life of the process.  Reviews of Tasks get a throw-away memory instead
+    (the handlers use no memo).  The class is Kopf's own (not exported, hence the guard).
     """
+    try:
+        from kopf._core.reactor import inventory
+    except ImportError:  # another Kopf layout: its default memories, and their growth
+        return None
 
-    def __init__(self, *, kinds: frozenset[str], prefix: str, key: str) -> None:
-        super().__init__(prefix=prefix, key=key)
-        self.kinds = kinds
+    class WebhookOnlyMemories(inventory.ResourceMemories):
+        async def recall(self, raw_body: Any, *, memobase: Any = None, noticed_by_listing: bool = False,
+                         ephemeral: bool = False) -> Any:
+            ephemeral = ephemeral or raw_body.get("kind") == "Task"
+            return await super().recall(raw_body, memobase=memobase, noticed_by_listing=noticed_by_listing,
+                                        ephemeral=ephemeral)
 
-    def _skipped(self, body: kopf.Body) -> bool:
-        kind = body.get("kind")
-        return bool(kind) and kind not in self.kinds
-
-    def build(self, *, body: kopf.Body, extra_fields: Iterable[Any] | None = None) -> kopf.BodyEssence:
-        if self._skipped(body):
-            return cast(kopf.BodyEssence, {})
-        return super().build(body=body, extra_fields=extra_fields)
-
-    def fetch(self, *, body: kopf.Body) -> kopf.BodyEssence | None:
-        if self._skipped(body):
-            return None
-        return super().fetch(body=body)
+    return WebhookOnlyMemories()
 
 
 def kopf_settings(settings: OperatorSettings, webhook_port: int) -> kopf.OperatorSettings:
     ks = kopf.OperatorSettings()
     ks.posting.level = logging.WARNING
     ks.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix="kubetask.io")
-    ks.persistence.diffbase_storage = ChangeTrackedDiffBase(
-        kinds=frozenset({"Tenant"}), prefix="kubetask.io", key="last-handled-configuration")
+    ks.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix="kubetask.io",
+                                                                     key="last-handled-configuration")
     ks.persistence.finalizer = "kubetask.io/finalizer"
     ks.process.ultimate_exiting_timeout = None
     ks.watching.server_timeout = 300
@@ -325,11 +307,10 @@ async def run_operator(
     """
     stop = stop or asyncio.Event()
     logging.getLogger("kopf.objects").setLevel(logging.WARNING)  # one line per handled event is too much
-    configuration = await load_configuration(kube)
-    client = KubeClient(k8s_client.ApiClient(configuration))  # also drops aiohttp's empty env lookups
+    client = await KubeClient.connect(kube.kubeconfig, kube.context)
     metrics = Metrics()
     state = State(settings, gpu, kube, client, clock=clock, metrics=metrics)
-    state.connection_info = connection_info(configuration)
+    state.connection_info = connection_info(client.configuration)
     runners: list[web.AppRunner] = []
     elector: LeaderElector | None = None
     tasks: list[asyncio.Task[Any]] = []
@@ -346,6 +327,7 @@ async def run_operator(
                     await standby.cleanup()  # frees the port for Kopf's own liveness endpoint
             if not acquired:
                 return
+        state.start()  # the lean list+watch streams of Tasks, Jobs, Pods, Nodes, quotas, Tenants, templates
         webhook_port = settings.webhook_port or _free_port()
         inner_stop = asyncio.Event()
         kopf_ready = asyncio.Event()
@@ -361,16 +343,21 @@ async def run_operator(
             ready_flag=kopf_ready,
             liveness_endpoint=liveness,
             memo=kopf.Memo(state=state),
+            memories=_webhook_only_memories(),
         ), name="kubetask-kopf")
         scheduler = Scheduler(state)
         tasks.append(asyncio.create_task(scheduler.run(inner_stop), name="kubetask-scheduler"))
+        tasks.append(asyncio.create_task(Notifier(state).run(inner_stop), name="kubetask-webhooks"))  # issue 13
         if elector is not None:
             tasks.append(asyncio.create_task(elector.keep(inner_stop), name="kubetask-lease"))
 
         async def signal_ready() -> None:
+            if not await state.wait_synced(within=120):
+                log.warning("the watch caches did not sync within 120 s; still waiting")
+                await state.wait_synced()
+            log.info("stores synced: %d tasks, %d jobs, %d pods, %d nodes", len(state.tasks), len(state.jobs),
+                     len(state.pods), len(state.nodes))
             await kopf_ready.wait()
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(state.synced.wait(), timeout=30)
             if settings.webhook_enabled and settings.webhook_manage_configuration:
                 await _webhook_configured(client, webhook_port, inner_stop)
             log.info("kubetask operator ready")
@@ -400,6 +387,7 @@ async def run_operator(
             await elector.release()
         for runner in runners:
             await runner.cleanup()
+        await state.stop()
         await client.close()
 
 

@@ -1,8 +1,20 @@
-"""The operator's in-memory views of the cluster (one instance per operator run).
+"""What one operator instance knows: the watched objects, the indexes kept from their changes, the dirty sets.
 
-Kopf's index/event handlers feed these views; the scheduler reads them and
-acts.  Nothing here is a module global, so tests can start and stop several
-operators in one process.
+The views are :class:`kubetask.kube.cache.Informer` stores, the same store the API reads
+from: lean list+watch streams (the transforms of :mod:`kubetask.kube.lean` keep only the
+fields the operator reads) for Tasks, Jobs, Pods, Nodes, ResourceQuotas, Tenants and
+TaskTemplates.  Kopf watches only Tenants (their handlers) and serves the webhooks.
+
+Every change event updates, in O(1):
+
+* the admission indexes (waiting Tasks per tenant, the dependency graphs) the webhook
+  answers from (:class:`~kubetask.operator.indexes.AdmissionIndex`);
+* the scheduler's dirty sets (:class:`~kubetask.operator.indexes.Changes`): the Task a
+  Job or Pod belongs to, the dependants of a Task whose phase moved, the node a pod's
+  resources moved on, the quota that changed;
+* counters (Tasks per phase, Jobs per namespace) for metrics and the ``count/jobs.batch`` quota.
+
+Nothing here is a module global, so tests can start and stop several operators in one process.
 """
 
 from __future__ import annotations
@@ -10,14 +22,26 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import defaultdict
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from kubetask.core.jobs import EXECUTION_LABEL, TASK_NAME_ANNOTATION
-from kubetask.core.tenants import TENANT_LABEL, tenant_namespace
-from kubetask.kube.client import KubeClient
+from kubetask.core.jobs import EXECUTION_LABEL, TASK_LABEL, TASK_NAME_ANNOTATION
+from kubetask.core.scheduling import pod_is_terminal
+from kubetask.core.tenants import tenant_namespace
+from kubetask.kube.cache import Informer, InformerSet
+from kubetask.kube.client import (
+    JOBS,
+    NODES,
+    PODS,
+    RESOURCE_QUOTAS,
+    TASK_TEMPLATES,
+    TASKS,
+    TENANTS,
+    KubeClient,
+)
+from kubetask.kube.lean import lean_job, lean_node, lean_pod, lean_quota, lean_task, without_managed_fields
+from kubetask.operator.indexes import AdmissionIndex, Changes, Dependents, phase_of, task_key
 from kubetask.operator.metrics import Metrics
 from kubetask.settings import GpuSettings, KubeSettings, OperatorSettings
 
@@ -29,55 +53,50 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-def _rv(obj: Mapping[str, Any]) -> int | None:
-    raw = (obj.get("metadata") or {}).get("resourceVersion")
+def owner_task(obj: Mapping[str, Any]) -> Key | None:
+    """The Task a Job or Pod was made for (its ``kubetask.io/task-name`` annotation, else its task label)."""
+    meta = obj.get("metadata") or {}
+    name = (meta.get("annotations") or {}).get(TASK_NAME_ANNOTATION) or (meta.get("labels") or {}).get(TASK_LABEL)
+    if not name:
+        return None
+    return (str(meta.get("namespace") or ""), str(name))
+
+
+def execution_of(obj: Mapping[str, Any]) -> int | None:
+    raw = ((obj.get("metadata") or {}).get("labels") or {}).get(EXECUTION_LABEL)
     try:
-        return int(str(raw))
+        return int(raw) if raw is not None else None
+    except ValueError:
+        return None
+
+
+def _task_index(obj: Obj) -> Iterable[str]:
+    owner = owner_task(obj)
+    return (f"{owner[0]}/{owner[1]}",) if owner else ()
+
+
+def _node_index(obj: Obj) -> Iterable[str]:
+    node = (obj.get("spec") or {}).get("nodeName")
+    return (str(node),) if node else ()
+
+
+def _namespace_index(obj: Obj) -> Iterable[str]:
+    return (str((obj.get("metadata") or {}).get("namespace") or ""),)
+
+
+def _version(obj: Mapping[str, Any]) -> int | None:
+    try:
+        return int((obj.get("metadata") or {}).get("resourceVersion") or "")
     except (TypeError, ValueError):
         return None
 
 
-def obj_key(obj: Mapping[str, Any]) -> Key:
-    meta = obj.get("metadata") or {}
-    return (str(meta.get("namespace") or ""), str(meta.get("name")))
-
-
-@dataclass
-class View:
-    """A resourceVersion-aware map of objects: never regresses to an older version."""
-
-    items: dict[Key, Obj] = field(default_factory=dict)
-    on_change: Callable[[Key, Obj | None, Obj | None], None] | None = None
-
-    def upsert(self, obj: Obj) -> bool:
-        key = obj_key(obj)
-        old = self.items.get(key)
-        if old is not None and (old.get("metadata") or {}).get("uid") == (obj.get("metadata") or {}).get("uid"):
-            old_rv, new_rv = _rv(old), _rv(obj)
-            if old_rv is not None and new_rv is not None and new_rv < old_rv:
-                return False
-        self.items[key] = obj
-        if self.on_change:
-            self.on_change(key, old, obj)
-        return True
-
-    def remove(self, obj: Mapping[str, Any]) -> None:
-        key = obj_key(obj)
-        old = self.items.get(key)
-        if old is None:
-            return
-        uid = (obj.get("metadata") or {}).get("uid")
-        if uid and (old.get("metadata") or {}).get("uid") not in (None, uid):
-            return  # a newer incarnation under the same name
-        del self.items[key]
-        if self.on_change:
-            self.on_change(key, old, None)
-
-    def get(self, key: Key) -> Obj | None:
-        return self.items.get(key)
-
-    def __len__(self) -> int:
-        return len(self.items)
+def _holds_node(pod: Mapping[str, Any] | None) -> str | None:
+    """The node whose capacity the pod takes (bound, not finished), else None."""
+    if pod is None or pod_is_terminal(pod):
+        return None
+    node = (pod.get("spec") or {}).get("nodeName")
+    return str(node) if node else None
 
 
 class State:
@@ -91,78 +110,153 @@ class State:
         self.client = client
         self.clock: Callable[[], datetime] = clock or utcnow
         self.metrics = metrics or Metrics()
-        self.tasks = View(on_change=self._task_changed)
-        self.jobs = View()
-        self.pods = View(on_change=self._pod_changed)
-        self.nodes = View()
-        self.quotas = View()
-        self.tenants = View(on_change=self._tenant_changed)
-        self.templates = View()
-        self.pods_by_execution: dict[tuple[str, str, int], set[Key]] = defaultdict(set)
-        self.pods_by_node: dict[str, set[Key]] = defaultdict(set)
+        namespaces = list(settings.namespaces) or None
+        self.informers = InformerSet()
+
+        def store(name: str, resource: Any, transform: Any, namespaced: bool = True,
+                  **indexers: Callable[[Obj], Iterable[str]]) -> Informer:
+            return self.informers.add(name, Informer(
+                client, resource, namespaces=namespaces if namespaced else None, transform=transform,
+                default_indexers=False, indexers=indexers, stamps=False))
+
+        self.tasks = store("tasks", TASKS, lean_task, namespace=_namespace_index)
+        self.jobs = store("jobs", JOBS, lean_job, task=_task_index)
+        self.pods = store("pods", PODS, lean_pod, task=_task_index, node=_node_index)
+        self.nodes = store("nodes", NODES, lean_node, namespaced=False)
+        self.quotas = store("resourcequotas", RESOURCE_QUOTAS, lean_quota)
+        self.tenants = store("tenants", TENANTS, without_managed_fields, namespaced=False)
+        self.templates = store("tasktemplates", TASK_TEMPLATES, without_managed_fields, namespaced=False)
+
+        self.changes = Changes()
+        self.admission = AdmissionIndex()
+        self.dependents = Dependents()
         self.tenant_by_namespace: dict[str, str] = {}
+        self.namespaces_of_tenant: dict[str, list[str]] = {}
+        self.template_specs: dict[str, Obj] = {}
+        self.phase_counts: dict[str, int] = defaultdict(int)
+        self.job_counts: dict[str, int] = defaultdict(int)
+        self.pod_versions: dict[tuple[str, str, int], int] = {}
+        """Per execution: the resourceVersion its pod was first seen with (see ``kubetask.core.cycle.in_quota``)."""
         self.synced = asyncio.Event()
-        self.wake = asyncio.Event()
-        self.webhook_seen: dict[Key, tuple[float, str | None, list[str], bool]] = {}
         self.started = time.monotonic()
-        self.errors = 0
         self.connection_info: Any = None
 
-    # ------------------------------------------------------------------ derived indexes
+        self.tasks.subscribe(self._task_changed)
+        self.jobs.subscribe(self._job_changed)
+        self.pods.subscribe(self._pod_changed)
+        self.nodes.subscribe(lambda _, old, new: self.changes.node(str(((new or old or {}).get("metadata")
+                                                                        or {}).get("name"))))
+        self.quotas.subscribe(lambda _, old, new: self.changes.quota(task_key(new or old or {})))
+        self.tenants.subscribe(self._tenant_changed)
+        self.templates.subscribe(self._template_changed)
 
-    @staticmethod
-    def _exec_key(pod: Mapping[str, Any]) -> tuple[str, str, int] | None:
-        meta = pod.get("metadata") or {}
-        task = (meta.get("annotations") or {}).get(TASK_NAME_ANNOTATION)
-        execution = (meta.get("labels") or {}).get(EXECUTION_LABEL)
-        if not task or not execution:
-            return None
-        try:
-            return (str(meta.get("namespace")), str(task), int(execution))
-        except ValueError:
-            return None
+    # ------------------------------------------------------------------ lifecycle
 
-    def _pod_changed(self, key: Key, old: Obj | None, new: Obj | None) -> None:
-        for obj, add in ((old, False), (new, True)):
-            if obj is None:
-                continue
-            exec_key = self._exec_key(obj)
-            node = (obj.get("spec") or {}).get("nodeName")
-            if add:
-                if exec_key:
-                    self.pods_by_execution[exec_key].add(key)
-                if node:
-                    self.pods_by_node[node].add(key)
-            else:
-                if exec_key and exec_key in self.pods_by_execution:
-                    self.pods_by_execution[exec_key].discard(key)
-                    if not self.pods_by_execution[exec_key]:
-                        del self.pods_by_execution[exec_key]
-                if node and node in self.pods_by_node:
-                    self.pods_by_node[node].discard(key)
+    def start(self) -> None:
+        self.informers.start()
 
-    def _task_changed(self, key: Key, old: Obj | None, new: Obj | None) -> None:
-        # Once the watch shows a Task (or its deletion), the webhook's short-term memory of it is moot.
-        self.webhook_seen.pop(key, None)
+    async def wait_synced(self, within: float | None = None) -> bool:
+        """Wait until every store has listed once (then ``synced`` is set)."""
+        if await self.informers.wait_synced(within):
+            self.synced.set()
+        return self.synced.is_set()
 
-    def _tenant_changed(self, key: Key, old: Obj | None, new: Obj | None) -> None:
+    async def stop(self) -> None:
+        await self.informers.stop()
+
+    # ------------------------------------------------------------------ change events
+
+    def _task_changed(self, _: str, old: Obj | None, new: Obj | None) -> None:
+        key = task_key(new if new is not None else old or {})
+        self.admission.on_task(old, new)
+        self.dependents.on_task(old, new)
+        before, after = phase_of(old), phase_of(new)
+        if old is not None:
+            self.phase_counts[before or "Pending"] -= 1
+        if new is not None:
+            self.phase_counts[after or "Pending"] += 1
+        self.changes.task(key)
+        if old is None or new is None or before != after:
+            for dependant in self.dependents.of(key):  # their dependency appeared, went or moved
+                self.changes.task(dependant)
+
+    def _job_changed(self, _: str, old: Obj | None, new: Obj | None) -> None:
+        namespace = task_key(new if new is not None else old or {})[0]
+        if old is None:
+            self.job_counts[namespace] += 1
+        elif new is None:
+            self.job_counts[namespace] -= 1
+            if self.job_counts[namespace] <= 0:
+                del self.job_counts[namespace]
+        owner = owner_task(new if new is not None else old or {})
+        if owner is not None:
+            self.changes.task(owner)
+
+    def _pod_changed(self, _: str, old: Obj | None, new: Obj | None) -> None:
+        pod = new if new is not None else old or {}
+        owner = owner_task(pod)
+        if owner is not None:
+            self.changes.task(owner)
+            execution = execution_of(pod)
+            if execution is not None:
+                key = (owner[0], owner[1], execution)
+                if new is None:
+                    self.pod_versions.pop(key, None)
+                elif old is None:
+                    version = _version(new)
+                    if version is not None:
+                        self.pod_versions[key] = min(version, self.pod_versions.get(key, version))
+        before, after = _holds_node(old), _holds_node(new)
+        if before != after:  # the pod took, or gave back, a node's capacity
+            for node in (before, after):
+                if node is not None:
+                    self.changes.node(node)
+
+    def _tenant_changed(self, _: str, old: Obj | None, new: Obj | None) -> None:
+        previous = dict(self.tenant_by_namespace)
         self.tenant_by_namespace = {}
-        for tenant in self.tenants.items.values():
-            name = str((tenant.get("metadata") or {}).get("name"))
+        self.namespaces_of_tenant = defaultdict(list)
+        for (_, name), tenant in self.tenants.items():
             namespace = tenant_namespace(name, tenant.get("spec"), self.settings.tenant_namespace_prefix)
             self.tenant_by_namespace[namespace] = name
+            self.namespaces_of_tenant[name].append(namespace)
+        for namespace in set(previous) | set(self.tenant_by_namespace):
+            if previous.get(namespace) != self.tenant_by_namespace.get(namespace):
+                for key in self.tasks.keys_by_index("namespace", namespace):  # they count against someone else now
+                    self.changes.task(key)
+        self.changes.decide()  # limits may have moved
+
+    def _template_changed(self, _: str, old: Obj | None, new: Obj | None) -> None:
+        if old is not None:
+            self.template_specs.pop(str(old["metadata"]["name"]), None)
+        if new is not None:
+            self.template_specs[str(new["metadata"]["name"])] = new.get("spec") or {}
+        self.changes.decide()
 
     # ------------------------------------------------------------------ lookups
 
     def pods_of(self, namespace: str, task: str, execution: int) -> list[Obj]:
-        keys = self.pods_by_execution.get((namespace, task, execution), set())
-        return [self.pods.items[k] for k in keys if k in self.pods.items]
+        return [pod for pod in self.pods.by_index("task", f"{namespace}/{task}") if execution_of(pod) == execution]
+
+    def workloads_of(self, task: Mapping[str, Any]) -> dict[str, Obj]:
+        """The Task's Jobs (``runtime: pod``: its Pods) by name."""
+        namespace, name = task_key(task)
+        store = self.pods if ((task.get("spec") or {}).get("runtime") or "job") == "pod" else self.jobs
+        return {str(obj["metadata"]["name"]): obj for obj in store.by_index("task", f"{namespace}/{name}")}
+
+    def pods_by_execution(self, namespace: str, task: str) -> dict[int, list[Obj]]:
+        out: dict[int, list[Obj]] = defaultdict(list)
+        for pod in self.pods.by_index("task", f"{namespace}/{task}"):
+            execution = execution_of(pod)
+            if execution is not None:
+                out[execution].append(pod)
+        return out
 
     def tenant_of_namespace(self, namespace: str) -> tuple[str | None, Obj | None]:
         name = self.tenant_by_namespace.get(namespace)
         if name is None:
             return None, None
-        return name, self.tenants.get(("", name))
+        return name, self.tenants.get(name)
 
     def tenant_key(self, task: Mapping[str, Any]) -> str:
         """Who a task counts against: its namespace's tenant, else its user, else its namespace."""
@@ -173,10 +267,15 @@ class State:
         return str((task.get("spec") or {}).get("user") or namespace)
 
     def templates_by_name(self) -> dict[str, Obj]:
-        return {name: dict(obj.get("spec") or {}) for (_, name), obj in self.templates.items.items()}
+        """TaskTemplate specs by name (the live map: do not change it)."""
+        return self.template_specs
 
-    def namespace_of_tenant_label(self, obj: Mapping[str, Any]) -> str | None:
-        return ((obj.get("metadata") or {}).get("labels") or {}).get(TENANT_LABEL)
+    def pending_count(self, tenant: str, *, exclude: Key | None = None) -> int:
+        """The tenant's waiting Tasks, and those admitted moments ago and not yet seen (the pending limit)."""
+        return self.admission.pending_count(
+            tenant, namespaces_of=lambda name: self.namespaces_of_tenant.get(name, ()),
+            tenant_of_namespace=self.tenant_by_namespace.get, exclude=exclude)
 
     def poke(self) -> None:
-        self.wake.set()
+        """Wake the scheduler for a pass (e.g. after a failed action, to retry it)."""
+        self.changes.decide()

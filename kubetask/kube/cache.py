@@ -1,18 +1,28 @@
-"""A watch-backed informer cache: list once, then watch from the list's resourceVersion.
+"""The watched-object store (informer) of both the operator and the API: list once, then watch.
 
-* relists on ``410 Gone`` (or an ``ERROR`` event carrying 410), reconnects with
-  exponential backoff on any other failure;
-* keeps indexes (by namespace, by ``kubetask.io/user`` label, by name, and any
-  extra index functions given);
-* exposes a ``synced`` flag (and :meth:`Informer.wait_synced`);
-* read-your-writes: :meth:`Informer.upsert` inserts an object returned by the
-  apiserver right after a write, unless the cache already holds a newer one;
-* optionally derives a value from each object version as it is stored (``derive=``,
-  e.g. precomputed query keys), read back with :meth:`Informer.derived_by_index`
-  and :meth:`Informer.derived_list`, so request handlers need not recompute it.
+One :class:`Informer` per resource (optionally one namespace / label selector):
 
-Reads never touch the apiserver, so request handlers can serve lists and gets
-from memory.
+* lists, then watches from the list's resourceVersion; relists on ``410 Gone`` (or an
+  ``ERROR`` event carrying 410) and reconnects with exponential backoff on any other failure;
+  the line reader copes with objects of any size (a Task may carry a 1 MiB script);
+* stores what its ``transform`` keeps of each object (:mod:`kubetask.kube.lean`), so a
+  cache of 10,000 objects holds only the fields its readers use;
+* never regresses: an object older (by resourceVersion) than the stored one is ignored, so
+  read-your-writes (:meth:`Informer.upsert` of an object the apiserver just returned) and
+  the watch can race safely;
+* a change that leaves the stored object as it was (apart from its resourceVersion; e.g. a
+  node heartbeat, once the transform dropped the heartbeat times) is stored silently;
+* keeps indexes (by namespace, ``kubetask.io/user``, name, and any extra index functions),
+  with per-bucket stamps for caching what is computed from a bucket;
+* optionally derives a value from each object version as it is stored (``derive=``, e.g.
+  precomputed query keys), read back with :meth:`Informer.derived_by_index` and
+  :meth:`Informer.derived_list`;
+* tells subscribers about every change with the old and the new object
+  (:meth:`Informer.subscribe`), synchronously and in watch order, so incremental state
+  (counters, reverse indexes, dirty sets) can be kept from the events alone;
+* exposes ``synced`` (and :meth:`Informer.wait_synced`).
+
+Reads never touch the apiserver. Stored objects are shared with every reader: never mutate them.
 """
 
 from __future__ import annotations
@@ -22,20 +32,27 @@ import builtins
 import contextlib
 import logging
 import random
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import aiohttp
 
 from kubetask.kube.client import ApiError, KubeClient, Obj, Resource
+from kubetask.kube.lean import Transform
 
 log = logging.getLogger(__name__)
 
 Key = tuple[str, str]
 IndexFunc = Callable[[Obj], Iterable[str]]
 Listener = Callable[[str, Obj], None]
+"""``listener(event_type, obj)``: the object after the change (before it, for DELETED)."""
+Handler = Callable[[str, "Obj | None", "Obj | None"], None]
+"""``handler(event_type, old, new)``: ADDED (None, new), MODIFIED (old, new), DELETED (old, None)."""
 Derive = Callable[[Obj], Any]
 
+ADDED, MODIFIED, DELETED = "ADDED", "MODIFIED", "DELETED"
+LIST_PAGE = 100
+"""Objects per page of a relist: only one page of whole objects is decoded at a time (the rest is lean)."""
 LABEL_USER = "kubetask.io/user"
 
 
@@ -50,7 +67,11 @@ def _rv(obj: Mapping[str, Any]) -> str | None:
 
 
 def is_newer(candidate: Mapping[str, Any], current: Mapping[str, Any] | None) -> bool:
-    """Whether ``candidate`` is newer than ``current`` (numeric resourceVersions; else trust the candidate)."""
+    """Whether ``candidate`` is at least as new as ``current`` (numeric resourceVersions; else trust it).
+
+    resourceVersions are etcd revisions, global to the cluster, so they order two incarnations
+    of one name too (a re-created object is newer than the deleted one).
+    """
     if current is None:
         return True
     a, b = _rv(candidate), _rv(current)
@@ -58,6 +79,22 @@ def is_newer(candidate: Mapping[str, Any], current: Mapping[str, Any] | None) ->
         return True
     if a.isdigit() and b.isdigit():
         return int(a) >= int(b)
+    return True
+
+
+def _same_but_version(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
+    """Whether two versions of an object differ in nothing but ``metadata.resourceVersion``."""
+    if a.keys() != b.keys():
+        return False
+    for key, value in a.items():
+        if key == "metadata":
+            other = b[key]
+            if value.keys() != other.keys():
+                return False
+            if any(v != other[k] for k, v in value.items() if k != "resourceVersion"):
+                return False
+        elif value != b[key]:
+            return False
     return True
 
 
@@ -88,32 +125,46 @@ class Informer:
         resource: Resource,
         *,
         namespace: str | None = None,
+        namespaces: Sequence[str] | None = None,
         label_selector: str | None = None,
         indexers: Mapping[str, IndexFunc] | None = None,
+        default_indexers: bool = True,
         watch_timeout_seconds: int = 240,
         max_backoff: float = 30.0,
         derive: Derive | None = None,
+        transform: Transform | None = None,
+        stamps: bool = True,
     ) -> None:
         self.client = client
         self.resource = resource
         self.namespace = namespace
+        self.namespaces: tuple[str | None, ...] = tuple(namespaces) if namespaces else (namespace,)
+        """One list+watch stream per namespace (``None``: all namespaces, or a cluster-scoped resource)."""
         self.label_selector = label_selector
-        self.indexers: dict[str, IndexFunc] = {**DEFAULT_INDEXERS, **(indexers or {})}
+        self.indexers: dict[str, IndexFunc] = {**(DEFAULT_INDEXERS if default_indexers else {}), **(indexers or {})}
+        self._index_names = tuple(self.indexers)
+        self._index_funcs = tuple(self.indexers.values())
         self.watch_timeout_seconds = watch_timeout_seconds
         self.max_backoff = max_backoff
+        self.transform = transform
         self._items: dict[Key, Obj] = {}
         self._indexes: dict[str, dict[str, set[Key]]] = {name: {} for name in self.indexers}
-        self._index_values: dict[Key, dict[str, list[str]]] = {}
+        self._index_values: dict[Key, tuple[tuple[str, ...], ...]] = {}
         self.derive = derive
         self._derived: dict[Key, Any] = {}
         self._bucket_stamps: dict[tuple[str, str], int] = {}
+        self._stamps = stamps
+        """Whether to keep :meth:`index_stamp`'s per-bucket stamps (a reader that caches per bucket needs them)."""
         self._synced = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
-        self._resource_version: str | None = None
-        self._listeners: list[Listener] = []
+        self._listed: set[str | None] = set()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._resource_versions: dict[str | None, str | None] = {}
+        self._handlers: list[Handler] = []
         self.last_error: str | None = None
         self.relists = 0
         self.generation = 0
+        self.events = 0
+        """Watch events received (bookmarks excluded): what the informer's CPU scales with."""
 
     # ------------------------------------------------------------------ reads
 
@@ -131,12 +182,28 @@ class Informer:
     def get(self, name: str, namespace: str | None = None) -> Obj | None:
         return self._items.get((namespace or "", name))
 
+    def get_key(self, key: Key) -> Obj | None:
+        """The object stored under ``(namespace, name)`` (``""`` for a cluster-scoped one)."""
+        return self._items.get(key)
+
     def list(self) -> builtins.list[Obj]:
         return list(self._items.values())
+
+    def items(self) -> Iterable[tuple[Key, Obj]]:
+        """``(key, object)`` pairs, without copying the store (do not change the informer while iterating)."""
+        return self._items.items()
 
     def by_index(self, index: str, value: str) -> builtins.list[Obj]:
         keys = self._indexes[index].get(value, ())
         return [self._items[k] for k in keys if k in self._items]
+
+    def keys_by_index(self, index: str, value: str) -> builtins.set[Key]:
+        """The keys in the bucket ``index=value`` (a copy)."""
+        return set(self._indexes[index].get(value, ()))
+
+    def index_values(self, index: str) -> builtins.list[str]:
+        """The values of ``index`` that have objects."""
+        return list(self._indexes[index])
 
     def index_stamp(self, index: str, value: str) -> int:
         """Changes whenever an object of the bucket ``index=value`` is added, replaced or removed (``-1`` while
@@ -163,43 +230,90 @@ class Informer:
     def __len__(self) -> int:
         return len(self._items)
 
-    def add_listener(self, listener: Listener) -> None:
-        """``listener(event_type, obj)`` after every change (ADDED/MODIFIED/DELETED)."""
-        self._listeners.append(listener)
+    def __contains__(self, key: object) -> bool:
+        return key in self._items
+
+    # ------------------------------------------------------------------ change notifications
+
+    def subscribe(self, handler: Handler) -> Callable[[], None]:
+        """Call ``handler(event_type, old, new)`` after every change; returns the unsubscribe function.
+
+        ``event_type`` is ``ADDED`` (old is None), ``MODIFIED`` or ``DELETED`` (new is None); the
+        objects are the stored (transformed) versions.  Handlers run synchronously, in the order
+        of the changes, before the next watch event is read: keep them short (update a counter,
+        mark something dirty, set an :class:`asyncio.Event`), and never raise.
+        """
+        self._handlers.append(handler)
+
+        def unsubscribe() -> None:
+            with contextlib.suppress(ValueError):
+                self._handlers.remove(handler)
+
+        return unsubscribe
+
+    def add_listener(self, listener: Listener) -> Callable[[], None]:
+        """``listener(event_type, obj)`` after every change (ADDED/MODIFIED: the new object; DELETED: the old)."""
+        return self.subscribe(lambda event_type, old, new: listener(event_type, new if new is not None
+                                                                    else old or {}))
+
+    def _notify(self, event_type: str, old: Obj | None, new: Obj | None) -> None:
+        for handler in self._handlers:
+            try:
+                handler(event_type, old, new)
+            except Exception:  # a subscriber must never break the informer
+                log.exception("informer subscriber failed")
 
     # ------------------------------------------------------------------ writes into the cache
 
     def upsert(self, obj: Obj) -> bool:
         """Insert/replace ``obj`` unless the cache holds a newer version; returns whether it changed."""
-        key = object_key(obj)
-        current = self._items.get(key)
-        if not is_newer(obj, current):
-            return False
-        self._store(key, obj)
-        self._notify("MODIFIED" if current is not None else "ADDED", obj)
-        return True
+        if self.transform is not None:
+            obj = self.transform(obj)
+        return self._put(obj)
 
     def remove(self, obj: Mapping[str, Any]) -> None:
+        """Drop the object; ignored if the store holds a newer incarnation of the name (another uid)."""
         key = object_key(obj)
         old = self._items.get(key)
-        if old is not None:
-            self._unindex(key)
-            del self._items[key]
-            self._derived.pop(key, None)
-            self._notify("DELETED", old)
+        if old is None:
+            return
+        uid = (obj.get("metadata") or {}).get("uid")
+        if uid and (old.get("metadata") or {}).get("uid") not in (None, uid) and not is_newer(obj, old):
+            return
+        self._unindex(key)
+        del self._items[key]
+        self._derived.pop(key, None)
+        self._notify(DELETED, old, None)
+
+    def _put(self, obj: Obj) -> bool:
+        key = object_key(obj)
+        current = self._items.get(key)
+        if current is not None:
+            if not is_newer(obj, current):
+                return False
+            if _same_but_version(obj, current):
+                self._items[key] = obj  # remember the newer resourceVersion; nothing anyone reads changed
+                return False
+        self._store(key, obj)
+        self._notify(MODIFIED if current is not None else ADDED, current, obj)
+        return True
 
     def _store(self, key: Key, obj: Obj) -> None:
         self._unindex(key)
         self._items[key] = obj
-        values: dict[str, list[str]] = {}
         stamp = self.generation + 1
-        for name, func in self.indexers.items():
-            vals = list(func(obj))
-            values[name] = vals
+        values = tuple(tuple(func(obj)) for func in self._index_funcs)
+        for name, vals in zip(self._index_names, values, strict=True):
+            index = self._indexes[name]
             for v in vals:
-                self._indexes[name].setdefault(v, set()).add(key)
-                self._bucket_stamps[(name, v)] = stamp
-        self._index_values[key] = values
+                bucket = index.get(v)
+                if bucket is None:
+                    bucket = index[v] = set()
+                bucket.add(key)
+                if self._stamps:
+                    self._bucket_stamps[(name, v)] = stamp
+        if values:
+            self._index_values[key] = values
         if self.derive is not None:
             try:
                 self._derived[key] = self.derive(obj)
@@ -213,73 +327,79 @@ class Informer:
         if not values:
             return
         self.generation += 1
-        for name, vals in values.items():
+        for name, vals in zip(self._index_names, values, strict=True):
             index = self._indexes[name]
             for v in vals:
                 bucket = index.get(v)
                 if bucket is not None:
                     bucket.discard(key)
                     if bucket:
-                        self._bucket_stamps[(name, v)] = self.generation
+                        if self._stamps:
+                            self._bucket_stamps[(name, v)] = self.generation
                     else:
                         del index[v]
                         self._bucket_stamps.pop((name, v), None)
 
-    def _notify(self, event_type: str, obj: Obj) -> None:
-        for listener in self._listeners:
-            try:
-                listener(event_type, obj)
-            except Exception:  # a listener must never break the informer
-                log.exception("informer listener failed")
-
     # ------------------------------------------------------------------ lifecycle
 
-    def start(self) -> asyncio.Task[None]:
-        if self._task is None or self._task.done():
-            self._task = asyncio.create_task(self._run(), name=f"informer-{self.resource.plural}")
-        return self._task
+    def start(self) -> None:
+        if self._tasks and not all(task.done() for task in self._tasks):
+            return
+        self._tasks = [asyncio.create_task(self._run(namespace), name=f"informer-{self.resource.plural}"
+                                           + (f"-{namespace}" if namespace else ""))
+                       for namespace in self.namespaces]
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._task
-            self._task = None
+                await task
+        self._tasks = []
 
-    async def _relist(self) -> None:
-        result = await self.client.list(self.resource, self.namespace, label_selector=self.label_selector)
-        items = result.get("items") or []
-        kind = self.resource.kind
+    def _incoming(self, obj: Obj) -> Obj:
+        obj.setdefault("apiVersion", self.resource.api_version)
+        obj.setdefault("kind", self.resource.kind)
+        return self.transform(obj) if self.transform is not None else obj
+
+    async def _relist(self, namespace: str | None) -> None:
         fresh: dict[Key, Obj] = {}
-        for item in items:
-            item.setdefault("apiVersion", self.resource.api_version)
-            item.setdefault("kind", kind)
-            fresh[object_key(item)] = item
-        for key in list(self._items):
-            if key not in fresh:
-                self.remove(self._items[key])
-        for key, item in fresh.items():
-            current = self._items.get(key)
-            if current is None or is_newer(item, current):
-                self._store(key, item)
-                self._notify("MODIFIED" if current is not None else "ADDED", item)
-        self._resource_version = str((result.get("metadata") or {}).get("resourceVersion") or "") or None
+        version: str | None = None
+        pages = getattr(self.client, "list_pages", None)
+        if pages is None:  # a client without paging (tests' fakes)
+            listed = [await self.client.list(self.resource, namespace, label_selector=self.label_selector)]
+        else:
+            listed = pages(self.resource, namespace, label_selector=self.label_selector, limit=LIST_PAGE)
+        # Page by page: only one page of whole objects is alive at a time, the rest is already lean.
+        async for page in _aiter(listed):
+            version = str((page.get("metadata") or {}).get("resourceVersion") or "") or version
+            for item in page.get("items") or []:
+                fresh[object_key(item)] = self._incoming(item)
+            del page
+        gone = [k for k in self._items if k not in fresh and (namespace is None or k[0] == namespace)]
+        for key in gone:
+            self.remove(self._items[key])
+        for item in fresh.values():
+            self._put(item)
+        self._resource_versions[namespace] = version
         self.relists += 1
-        self._synced.set()
+        self._listed.add(namespace)
+        if len(self._listed) == len(self.namespaces):
+            self._synced.set()
 
-    async def _run(self) -> None:
+    async def _run(self, namespace: str | None) -> None:
         backoff = 0.2
         need_list = True
         while True:
             try:
                 if need_list:
-                    await self._relist()
+                    await self._relist(namespace)
                     need_list = False
                 async for event in self.client.watch(
-                    self.resource, self.namespace, resource_version=self._resource_version,
+                    self.resource, namespace, resource_version=self._resource_versions.get(namespace),
                     timeout_seconds=self.watch_timeout_seconds, label_selector=self.label_selector,
                 ):
-                    self._apply(event)
+                    self._apply(event, namespace)
                 backoff = 0.2
                 self.last_error = None
             except asyncio.CancelledError:
@@ -308,7 +428,7 @@ class Informer:
                 backoff = min(backoff * 2, self.max_backoff)
                 need_list = True
 
-    def _apply(self, event: Mapping[str, Any]) -> None:
+    def _apply(self, event: Mapping[str, Any], namespace: str | None = None) -> None:
         event_type = event.get("type")
         obj = event.get("object") or {}
         if event_type == "ERROR":
@@ -318,19 +438,23 @@ class Informer:
             raise ApiError(int(code or 500), obj)
         rv = _rv(obj)
         if rv:
-            self._resource_version = rv
+            self._resource_versions[namespace] = rv
         if event_type == "BOOKMARK":
             return
-        obj.setdefault("apiVersion", self.resource.api_version)
-        obj.setdefault("kind", self.resource.kind)
-        if event_type == "DELETED":
+        self.events += 1
+        if event_type == DELETED:
             self.remove(obj)
             return
-        key = object_key(obj)
-        current = self._items.get(key)
-        if is_newer(obj, current):
-            self._store(key, obj)
-            self._notify(str(event_type), obj)
+        self._put(self._incoming(obj))
+
+
+async def _aiter(source: Any) -> AsyncIterator[Obj]:
+    if hasattr(source, "__aiter__"):
+        async for item in source:
+            yield item
+    else:
+        for item in source:
+            yield item
 
 
 _MISSING: Any = object()
@@ -364,6 +488,10 @@ class InformerSet:
     @property
     def synced(self) -> bool:
         return all(i.synced for i in self.informers.values())
+
+    @property
+    def events(self) -> int:
+        return sum(i.events for i in self.informers.values())
 
     async def stop(self) -> None:
         await asyncio.gather(*(i.stop() for i in self.informers.values()))

@@ -123,6 +123,34 @@ async def _raise_for_status(response: aiohttp.ClientResponse) -> None:
     raise ApiError(response.status, payload)
 
 
+async def _lines(stream: aiohttp.StreamReader) -> AsyncIterator[bytes]:
+    """The non-empty lines of a stream, however long.
+
+    A watch sends one object per line, and a Task may carry a 1 MiB script: longer than
+    aiohttp's line limit (its ``readline`` raises "Line is too long"), so lines are cut here.
+    """
+    pending = bytearray()
+    async for chunk in stream.iter_any():
+        start = 0
+        end = chunk.find(b"\n")
+        if end >= 0 and pending:
+            pending += chunk[:end]
+            if pending.strip():
+                yield bytes(pending)
+            pending.clear()
+            start = end + 1
+            end = chunk.find(b"\n", start)
+        while end >= 0:
+            line = chunk[start:end]
+            if line.strip():
+                yield line
+            start = end + 1
+            end = chunk.find(b"\n", start)
+        pending += chunk[start:]
+    if pending.strip():
+        yield bytes(pending)
+
+
 def skip_needless_env_lookups(api_client: Any) -> bool:
     """Turn off aiohttp's per-request proxy/netrc lookups on the client's session when they cannot find anything.
 
@@ -145,6 +173,29 @@ def skip_needless_env_lookups(api_client: Any) -> bool:
     return True
 
 
+async def load_configuration(kubeconfig: str | None = None, context: str | None = None) -> k8s_client.Configuration:
+    """Where the cluster is and how to authenticate: the one kubeconfig loader of the operator and the API.
+
+    With no ``kubeconfig`` named, the in-cluster service account is tried first (a pod), then
+    ``$KUBECONFIG`` / ``~/.kube/config``; a named kubeconfig (and ``context``) is used as given.
+    """
+    configuration = k8s_client.Configuration()
+    if kubeconfig is None:
+        try:
+            k8s_config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
+            return configuration
+        except k8s_config.ConfigException:
+            pass
+    await k8s_config.load_kube_config(config_file=kubeconfig, context=context, client_configuration=configuration)
+    return configuration
+
+
+MAX_CONNECTIONS = 32
+"""Connections of one client to the apiserver.  Each TLS connection holds a 256 KiB read buffer
+(asyncio's), so kubernetes_asyncio's default of 100 costs 25 MB per process once a burst has
+opened them all, for no gain: the apiserver serializes the writes of one client well before that."""
+
+
 class KubeClient:
     """Async dict-in/dict-out access to the apiserver."""
 
@@ -153,19 +204,18 @@ class KubeClient:
         skip_needless_env_lookups(api_client)
 
     @classmethod
-    async def connect(cls, kubeconfig: str | None = None, context: str | None = None) -> KubeClient:
-        """Load in-cluster config, else the kubeconfig (explicit path, ``$KUBECONFIG``, ``~/.kube/config``)."""
-        configuration = k8s_client.Configuration()
-        if kubeconfig is None:
-            try:
-                k8s_config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
-                return cls(k8s_client.ApiClient(configuration))
-            except k8s_config.ConfigException:
-                pass
-        await k8s_config.load_kube_config(
-            config_file=kubeconfig, context=context, client_configuration=configuration
-        )
+    async def connect(cls, kubeconfig: str | None = None, context: str | None = None, *,
+                      max_connections: int = MAX_CONNECTIONS) -> KubeClient:
+        """A client for the cluster :func:`load_configuration` finds, with at most ``max_connections``
+        connections to it (watches included; requests beyond it wait for a free one)."""
+        configuration = await load_configuration(kubeconfig, context)
+        configuration.connection_pool_maxsize = max_connections
         return cls(k8s_client.ApiClient(configuration))
+
+    @property
+    def configuration(self) -> k8s_client.Configuration:
+        """The connection settings (host, TLS, credentials) this client uses."""
+        return self._api.configuration
 
     @property
     def host(self) -> str:
@@ -243,17 +293,34 @@ class KubeClient:
     ) -> Obj:
         """One LIST (all pages), returned as a List object with ``items``."""
         items: list[Obj] = []
+        async for page in self.list_pages(resource, namespace, label_selector=label_selector,
+                                          field_selector=field_selector):
+            items.extend(page.get("items") or [])
+            last = page
+        last["items"] = items
+        return last
+
+    async def list_pages(
+        self,
+        resource: Resource,
+        namespace: str | None = None,
+        *,
+        label_selector: str | None = None,
+        field_selector: str | None = None,
+        limit: int = 500,
+    ) -> AsyncIterator[Obj]:
+        """One LIST, page by page (one consistent snapshot): a reader that keeps little of each object
+        holds only one page of whole objects at a time."""
         cont: str | None = None
         while True:
             page = await self.request("GET", resource.path(namespace), query={
                 "labelSelector": label_selector, "fieldSelector": field_selector,
-                "limit": 500, "continue": cont,
+                "limit": limit, "continue": cont,
             })
-            items.extend(page.get("items") or [])
             cont = (page.get("metadata") or {}).get("continue")
+            yield cast(Obj, page)
             if not cont:
-                page["items"] = items
-                return cast(Obj, page)
+                return
 
     async def create(self, resource: Resource, body: Obj, namespace: str | None = None) -> Obj:
         return cast(Obj, await self.request("POST", resource.path(namespace), body=body))
@@ -315,9 +382,8 @@ class KubeClient:
         }, request_timeout=aiohttp.ClientTimeout(total=None, sock_read=timeout_seconds + 30))
         async with response:
             await _raise_for_status(response)
-            async for line in response.content:
-                if line.strip():
-                    yield cast(Obj, json.loads(line))
+            async for line in _lines(response.content):
+                yield cast(Obj, json.loads(line))
 
     async def pod_logs(
         self, name: str, namespace: str, *, container: str | None = None, tail_lines: int | None = None

@@ -56,7 +56,7 @@ def test_failing_task_is_failed(needs_operator: Stack, alice: httpx.Client) -> N
 def test_cancel_a_running_task(needs_operator: Stack, alice: httpx.Client) -> None:
     task = submit(alice, annotations={"kubetask.dev/sim-duration-seconds": "60"})
     wait_status(needs_operator, alice, task["id"], "running")
-    selector = f"kubetask.io/task={task['id']}"
+    selector = f"kubetask.io/task={task['object_name']}"
     cluster = needs_operator.cluster
     assert cluster.list("batch/v1", "Job", "kubetask-alice", label_selector=selector)
     assert cluster.list("v1", "Pod", "kubetask-alice", label_selector=selector)

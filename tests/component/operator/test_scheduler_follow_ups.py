@@ -10,9 +10,10 @@ import asyncio
 from datetime import UTC, datetime
 from typing import Any
 
+from kubetask.core.cycle import TaskAction
 from kubetask.core.status import Plan
 from kubetask.kube.client import ApiError
-from kubetask.operator.scheduler import Action, Scheduler
+from kubetask.operator.scheduler import Scheduler
 from kubetask.operator.state import State
 from kubetask.settings import GpuSettings, KubeSettings, OperatorSettings
 
@@ -54,8 +55,8 @@ def make_scheduler() -> tuple[Scheduler, FakeClient]:
     return Scheduler(state), client
 
 
-def action(status: Obj, old: Obj) -> Action:
-    a = Action(("ns", "t"), task_obj(status=old), Plan(status=status))
+def action(status: Obj, old: Obj) -> TaskAction:
+    a = TaskAction(("ns", "t"), task_obj(status=old), Plan(status=status))
     a.patch = {k: v for k, v in status.items() if old.get(k) != v}
     return a
 
@@ -71,7 +72,7 @@ def test_follow_ups_of_one_task_apply_in_order_and_the_overlay_shows_the_expecte
         await scheduler.drain()
         assert client.patches == [{"phase": "Queued"}, {"phase": "Running"}]
         assert not scheduler.overlay and not scheduler.inflight
-        assert scheduler.state.tasks.get(("ns", "t"))["status"] == {"phase": "Running"}  # type: ignore[index]
+        assert scheduler.state.tasks.get("t", "ns")["status"] == {"phase": "Running"}  # type: ignore[index]
 
     asyncio.run(run())
 
@@ -87,7 +88,7 @@ def test_a_failed_patch_skips_the_rest_of_the_chain_and_drops_the_overlay() -> N
         await scheduler.drain()
         assert client.patches == []  # the second patch was computed on top of the failed first
         assert not scheduler.overlay and not scheduler.inflight
-        assert scheduler.state.wake.is_set()  # the next pass recomputes from the view
+        assert [key for _, key in scheduler.timers] == [("ns", "t")]  # a pass recomputes it from the store soon
 
         scheduler._follow_up(action({"phase": "Queued"}, {}), NOW)  # a fresh chain works again
         await scheduler.drain()

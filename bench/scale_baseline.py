@@ -1,0 +1,304 @@
+"""The Kueue-baseline shape on the real control plane: wall-clock time against the floor (issue 11).
+
+``N`` tenants (30 by default), each a Tenant with a GPU quota of 20; per tenant
+
+* 350 small tasks: 1 GPU, 200 ms run, one every 100 ms;
+* 100 medium tasks: 5 GPU, 500 ms run, one every 500 ms;
+* 50 large tasks: 20 GPU, 1 s run, one every 1.2 s;
+
+15,000 tasks for 30 tenants, on kwok nodes of 24 GPUs (``ceil(20 N / 24)`` of them: 25 for 30 tenants),
+submitted through the apiserver (and the operator's admission webhook) by an open-loop generator.
+
+Prints the wall-clock time from the first submit to the last Succeeded, the floor (a tenant's
+GPU-seconds of work at full quota: 66 s), ``ratio = wall / floor``, the final phases, the pods the
+apiserver's ResourceQuota admission refused (must be 0), how long after its pod ended a task was
+seen Succeeded (the quota and place it held are free from then on), and the operator's CPU.
+
+Usage: ``python bench/scale_baseline.py [--tenants 30] [--profile DIR]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import math
+import os
+import statistics
+import tempfile
+import time
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from _support import (
+    Meter,
+    OperatorProcess,
+    apiserver_requests,
+    duplicate_jobs,
+    event_reasons,
+    load,
+    pct,
+    profiled,
+    quota_refusals,
+    result,
+    rss_mb,
+    start_cluster,
+)
+
+from kubetask.cluster import NodeShape
+from kubetask.kube.client import JOBS, PODS, TASKS, TENANTS, ApiError, KubeClient
+
+QUOTA = 20
+GPUS_PER_NODE = 24
+SHAPE = (  # (kind, count, gpus, run seconds, interval seconds)
+    ("small", 350, 1, 0.2, 0.1),
+    ("medium", 100, 5, 0.5, 0.5),
+    ("large", 50, 20, 1.0, 1.2),
+)
+TERMINAL = ("Succeeded", "Failed", "Cancelled")
+
+
+@dataclass
+class Planned:
+    namespace: str
+    name: str
+    gpus: int
+    seconds: float
+    at: float  # seconds after the start
+
+    def body(self) -> dict[str, Any]:
+        return {"apiVersion": "kubetask.io/v1alpha1", "kind": "Task",
+                "metadata": {"name": self.name, "namespace": self.namespace},
+                "spec": {"image": "busybox", "resources": {"gpus": self.gpus, "cpu": "10m", "memory": "16Mi"},
+                         "podAnnotations": {"kubetask.dev/sim-duration-seconds": str(self.seconds)}}}
+
+
+def plan(tenants: list[str]) -> list[Planned]:
+    out = []
+    for tenant in tenants:
+        for kind, count, gpus, seconds, interval in SHAPE:
+            out += [Planned(f"kubetask-{tenant}", f"{kind}-{i:03d}", gpus, seconds, i * interval) for i in range(count)]
+    return sorted(out, key=lambda p: p.at)
+
+
+def floor_seconds(planned: list[Planned]) -> float:
+    work: Counter[str] = Counter()
+    for item in planned:
+        work[item.namespace] += item.gpus * item.seconds
+    return max(work.values()) / QUOTA
+
+
+class Tracker:
+    """Watches Tasks and task pods: when each task finished, and when its pod ended."""
+
+    def __init__(self, client: KubeClient, expected: int) -> None:
+        self.client = client
+        self.expected = expected
+        self.finished: dict[tuple[str, str], tuple[str, float]] = {}
+        self.pod_ended: dict[tuple[str, str], float] = {}
+        self.pod_added: dict[tuple[str, str], float] = {}
+        self.pod_running: dict[tuple[str, str], float] = {}
+        self.job_added: dict[tuple[str, str], float] = {}
+        self.done = asyncio.Event()
+
+    async def tasks(self) -> None:
+        version = (await self.client.list(TASKS))["metadata"].get("resourceVersion")
+        while not self.done.is_set():
+            try:
+                async for event in self.client.watch(TASKS, resource_version=version, timeout_seconds=60):
+                    obj = event.get("object") or {}
+                    version = (obj.get("metadata") or {}).get("resourceVersion") or version
+                    phase = (obj.get("status") or {}).get("phase")
+                    meta = obj.get("metadata") or {}
+                    key = (str(meta.get("namespace")), str(meta.get("name")))
+                    if phase in TERMINAL and key not in self.finished:
+                        self.finished[key] = (phase, time.monotonic())
+                        if len(self.finished) >= self.expected:
+                            self.done.set()
+                            return
+            except (TimeoutError, ApiError, OSError) as error:
+                print(f"task watch: {error}; watching again", flush=True)
+
+    async def pods(self) -> None:
+        version = (await self.client.list(PODS, label_selector="kubetask.io/task"))["metadata"].get("resourceVersion")
+        while not self.done.is_set():
+            try:
+                async for event in self.client.watch(PODS, resource_version=version, timeout_seconds=60,
+                                                     label_selector="kubetask.io/task"):
+                    obj = event.get("object") or {}
+                    meta = obj.get("metadata") or {}
+                    version = meta.get("resourceVersion") or version
+                    task = (meta.get("annotations") or {}).get("kubetask.io/task-name")
+                    key = (str(meta.get("namespace")), str(task))
+                    phase = (obj.get("status") or {}).get("phase")
+                    self.pod_added.setdefault(key, time.monotonic())
+                    if phase == "Running":
+                        self.pod_running.setdefault(key, time.monotonic())
+                    if phase in ("Succeeded", "Failed"):
+                        self.pod_ended.setdefault(key, time.monotonic())
+            except (TimeoutError, ApiError, OSError) as error:
+                print(f"pod watch: {error}; watching again", flush=True)
+
+
+    async def jobs(self) -> None:
+        version = (await self.client.list(JOBS))["metadata"].get("resourceVersion")
+        while not self.done.is_set():
+            try:
+                async for event in self.client.watch(JOBS, resource_version=version, timeout_seconds=60):
+                    meta = (event.get("object") or {}).get("metadata") or {}
+                    version = meta.get("resourceVersion") or version
+                    task = (meta.get("annotations") or {}).get("kubetask.io/task-name")
+                    self.job_added.setdefault((str(meta.get("namespace")), str(task)), time.monotonic())
+            except (TimeoutError, ApiError, OSError) as error:
+                print(f"job watch: {error}; watching again", flush=True)
+
+
+async def ensure_tenants(client: KubeClient, tenants: list[str]) -> None:
+    for tenant in tenants:
+        body = {"apiVersion": "kubetask.io/v1alpha1", "kind": "Tenant", "metadata": {"name": tenant},
+                "spec": {"limits": {"gpuQuota": QUOTA, "maxPending": 1000, "requestsPerMinute": 1_000_000}}}
+        try:
+            await client.create(TENANTS, body)
+        except ApiError as error:
+            if not error.already_exists:
+                raise
+
+
+async def run(kubeconfig: Path, tenants: list[str], concurrency: int) -> dict[str, Any]:
+    client = await KubeClient.connect(str(kubeconfig))
+    try:
+        await ensure_tenants(client, tenants)
+        for tenant in tenants:  # the operator made the namespace, its quota, and the controller its ServiceAccount
+            deadline = time.monotonic() + 120
+            while True:
+                quota = await _get(client, f"/api/v1/namespaces/kubetask-{tenant}/resourcequotas/kubetask-quota")
+                account = await _get(client, f"/api/v1/namespaces/kubetask-{tenant}/serviceaccounts/default")
+                if quota and account:
+                    break
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"tenant {tenant} was not reconciled")
+                await asyncio.sleep(0.2)
+        planned = plan(tenants)
+        tracker = Tracker(client, len(planned))
+        watchers = [asyncio.create_task(tracker.tasks()), asyncio.create_task(tracker.pods()),
+                    asyncio.create_task(tracker.jobs())]
+        await asyncio.sleep(0.5)
+        sem = asyncio.Semaphore(concurrency)
+        lag: list[float] = []
+        refused: list[str] = []
+        start = time.monotonic()
+
+        created: dict[tuple[str, str], float] = {}
+
+        async def submit(item: Planned) -> None:
+            await asyncio.sleep(max(0.0, start + item.at - time.monotonic()))
+            async with sem:
+                lag.append(time.monotonic() - start - item.at)
+                try:
+                    await client.create(TASKS, item.body(), item.namespace)
+                    created[(item.namespace, item.name)] = time.monotonic()
+                except ApiError as error:
+                    refused.append(f"{item.namespace}/{item.name}: {error}")
+
+        await asyncio.gather(*(submit(item) for item in planned))
+        submitted = time.monotonic() - start
+        expected = len(planned) - len(refused)
+        tracker.expected = expected
+        if len(tracker.finished) >= expected:
+            tracker.done.set()
+        await asyncio.wait_for(tracker.done.wait(), timeout=3600)
+        for watcher in watchers:
+            watcher.cancel()
+        await asyncio.gather(*watchers, return_exceptions=True)
+        last = max(t for _, t in tracker.finished.values())
+        release = [tracker.finished[k][1] - t for k, t in tracker.pod_ended.items() if k in tracker.finished]
+        startup = [tracker.pod_running[k] - t for k, t in tracker.job_added.items() if k in tracker.pod_running]
+        to_job = [t - created[k] for k, t in tracker.job_added.items() if k in created]
+        return {"startup": startup, "to_job": to_job, "planned": planned, "wall": last - start,
+                "submitted": submitted, "lag": lag, "refused": refused,
+                "phases": Counter(p for p, _ in tracker.finished.values()), "release": release}
+    finally:
+        await client.close()
+
+
+async def _get(client: KubeClient, path: str) -> Any:
+    try:
+        return await client.request("GET", path)
+    except ApiError as error:
+        if error.not_found:
+            return None
+        raise
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--tenants", type=int, default=30, help="tenants (default 30: 15,000 tasks)")
+    parser.add_argument("--concurrency", type=int, default=64, help="concurrent creates of the generator")
+    parser.add_argument("--profile", default=None, metavar="DIR", help="py-spy the operator into DIR")
+    args = parser.parse_args()
+    tenants = [f"t{i:02d}" for i in range(args.tenants)]
+    nodes = [NodeShape("gpu", count=max(1, math.ceil(QUOTA * args.tenants / GPUS_PER_NODE)), gpus=GPUS_PER_NODE,
+                       gpu_product="A100", cpu="1000", memory="4000Gi", pods="1000")]
+    profile = Path(args.profile).resolve() / "operator-scale.txt" if args.profile else None
+    with tempfile.TemporaryDirectory(prefix="kubetask-scale-") as tmp:
+        cluster = start_cluster(Path(tmp) / "cluster", nodes)
+        kubeconfig = cluster.write_kubeconfig(Path(tmp) / "kubeconfig")
+        operator = None
+        try:
+            operator = OperatorProcess(kubeconfig).wait_ready()
+            print(f"operator ready in {operator.ready_after:.1f} s (pid {operator.pid}); load {load()}", flush=True)
+            pids = {"operator": operator.pid, "bench": os.getpid(),
+                    **{name: proc.pid for name, proc in cluster.processes.items()}}
+            meter = Meter(pids)
+            with profiled(operator.pid, profile):
+                figures = asyncio.run(run(kubeconfig, tenants, args.concurrency))
+            cpu = meter.used()
+            operator_rss = rss_mb(operator.pid)
+            namespaces = [f"kubetask-{t}" for t in tenants]
+            requests = apiserver_requests(cluster)
+            events = event_reasons(cluster, [f"kubetask-{t}" for t in tenants])
+            refusals = quota_refusals(cluster, namespaces)
+            duplicates = duplicate_jobs(cluster, namespaces)
+        finally:
+            if operator is not None:
+                operator.stop()
+            cluster.stop()
+
+    planned = figures["planned"]
+    floor = floor_seconds(planned)
+    wall = figures["wall"]
+    phases = figures["phases"]
+    release = figures["release"] or [float("nan")]
+    gpu_work = sum(p.gpus * p.seconds for p in planned)
+    print(f"kubetask scale baseline (Kueue shape) - {args.tenants} tenants x 500 tasks = {len(planned)} tasks, "
+          f"{nodes[0].count} nodes x {GPUS_PER_NODE} GPUs, quota {QUOTA} GPUs per tenant; load {load()}")
+    print(f"  submitted in {figures['submitted']:.1f} s (schedule {max(p.at for p in planned):.1f} s; generator lag "
+          f"p50 {statistics.median(figures['lag']) * 1000:.0f} ms, max {max(figures['lag']):.2f} s); "
+          f"creates refused: {len(figures['refused'])}")
+    print(f"  wall (first submit -> last terminal) {wall:.1f} s   floor {floor:.1f} s   ratio {wall / floor:.2f}")
+    print(f"  GPU utilisation {gpu_work / (wall * QUOTA * args.tenants):.0%} of the tenants' quotas")
+    print(f"  final phases: {dict(phases)}   pods refused by quota: {refusals}   duplicate Jobs: {duplicates}")
+    print(f"  pod ended -> task Succeeded seen: p50 {pct(release, 0.5) * 1000:.0f} ms  "
+          f"p99 {pct(release, 0.99) * 1000:.0f} ms")
+    startup, to_job = figures["startup"] or [float("nan")], figures["to_job"] or [float("nan")]
+    print(f"  Task created -> Job created: p50 {pct(to_job, 0.5):.2f} s  p99 {pct(to_job, 0.99):.2f} s (queueing "
+          f"included)   Job created -> pod Running: p50 {pct(startup, 0.5) * 1000:.0f} ms  "
+          f"p99 {pct(startup, 0.99) * 1000:.0f} ms")
+    print("  CPU seconds: " + "  ".join(f"{name} {seconds:.1f}" for name, seconds in
+                                         sorted(cpu.items(), key=lambda item: -item[1]))
+          + f"   (machine: {2 * wall:.0f} core-seconds)   operator RSS {operator_rss:.0f} MB")
+    print("  apiserver writes (and pod reads) by verb and resource: "
+          + ", ".join(f"{what} {n}" for what, n in requests.most_common(14)))
+    print("  events: " + ", ".join(f"{what} {n}" for what, n in events.most_common(12)))
+    for line in figures["refused"][:5]:
+        print(f"  refused: {line}")
+    result(tenants=args.tenants, tasks=len(planned), wall_s=round(wall, 1), floor_s=round(floor, 1),
+           ratio=round(wall / floor, 2), succeeded=phases.get("Succeeded", 0),
+           not_succeeded=len(planned) - phases.get("Succeeded", 0), quota_refusals=refusals, duplicates=duplicates,
+           release_p50_ms=round(pct(release, 0.5) * 1000), release_p99_ms=round(pct(release, 0.99) * 1000),
+           operator_cpu_s=round(cpu["operator"], 1), operator_rss_mb=round(operator_rss))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,294 @@
+"""The queue cycle (``plan_pass``), table-driven: a snapshot in, the plan of one pass out."""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from kubetask.core.cycle import (
+    ACCOUNTED_ANNOTATION,
+    CycleSettings,
+    PassPlan,
+    Snapshot,
+    TaskView,
+    Unreported,
+    plan_pass,
+    settled,
+)
+from kubetask.core.queue import QueuedTask, Quota, RunningTask, TenantLimits
+from kubetask.core.scheduling import MILLI, Demand, NodeInfo, to_milli
+
+NOW = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
+NS = "kubetask-alice"
+SETTINGS = CycleSettings(callback_secret="s")
+Obj = dict[str, Any]
+
+
+def gpu_node(name: str = "a100", gpus: int = 4, used: int = 0) -> NodeInfo:
+    return NodeInfo(name=name, labels={"nvidia.com/gpu.present": "true", "nvidia.com/gpu.product": "A100"},
+                    taints=[{"key": "nvidia.com/gpu", "effect": "NoSchedule"}],
+                    allocatable={"gpus": gpus * MILLI, "cpu": 64 * MILLI, "memory": to_milli("512Gi")},
+                    used={"gpus": used * MILLI, "cpu": 0, "memory": 0}, gpu_product="A100", is_gpu_node=True)
+
+
+def task(name: str, *, status: Obj | None = None, gpus: int = 1, priority: int = 5, annotations: Obj | None = None,
+         **spec: Any) -> Obj:
+    return {"apiVersion": "kubetask.io/v1alpha1", "kind": "Task",
+            "metadata": {"name": name, "namespace": NS, "uid": f"uid-{name}", "generation": 1,
+                         "creationTimestamp": "2025-03-01T11:00:00Z", "annotations": annotations or {}},
+            "spec": {"image": "busybox", "user": "alice", "priority": priority,
+                     "resources": {"gpus": gpus, "cpu": "1", "memory": "1Gi"}, **spec},
+            "status": status or {}}
+
+
+def queued_status(position: int | None = 1, message: str = "no free GPU: need 1, largest free on a node is 0",
+                  reason: str = "NoCapacity") -> Obj:
+    return {"phase": "Queued", "queuedAt": "2025-03-01T11:50:00Z", "observedGeneration": 1, "retryCount": 0,
+            "createdAt": "2025-03-01T11:00:00Z", "executions": [], "queuePosition": position, "message": message,
+            "conditions": [{"type": "Admitted", "status": "False", "reason": reason, "message": message,
+                            "lastTransitionTime": "2025-03-01T11:50:00Z", "observedGeneration": 1}]}
+
+
+def fresh_queued(name: str, **kwargs: Any) -> Obj:
+    """A task queued ten minutes ago whose waiting reason was never written."""
+    status = {**queued_status(), "queuePosition": None, "message": None, "conditions": []}
+    return task(name, status=status, **kwargs)
+
+
+def running_status(job: str = "t-1") -> Obj:
+    return {"phase": "Running", "queuedAt": "2025-03-01T11:50:00Z", "observedGeneration": 1, "retryCount": 0,
+            "createdAt": "2025-03-01T11:00:00Z", "executions": [{"id": 1, "jobName": job, "phase": "Pending"}]}
+
+
+def entry(name: str, *, gpus: int = 1, priority: int = 5, at: int = 0) -> QueuedTask:
+    return QueuedTask(namespace=NS, name=name, tenant="alice", queue="default", priority=priority,
+                      queued_at=NOW - timedelta(minutes=10) + timedelta(seconds=at),
+                      demand=Demand(cpu=MILLI, memory=to_milli("1Gi"), gpus=gpus * MILLI), expected_duration=60)
+
+
+def holding(name: str, *, gpus: int = 1, node: str | None = "a100") -> RunningTask:
+    return RunningTask(namespace=NS, name=name, tenant="alice", queue="default",
+                       demand=Demand(cpu=MILLI, memory=to_milli("1Gi"), gpus=gpus * MILLI), node_name=node,
+                       expected_end=NOW + timedelta(minutes=1), execution=1)
+
+
+GPU_QUOTA_2 = Quota(NS, "q", hard={"requests.nvidia.com/gpu": 2 * MILLI}, used={"requests.nvidia.com/gpu": MILLI})
+
+
+def pod(name: str, state: Obj, phase: str, node: str = "a100") -> Obj:
+    return {"metadata": {"name": f"{name}-1-x", "namespace": NS, "creationTimestamp": "2025-03-01T11:55:00Z",
+                         "labels": {"kubetask.io/execution": "1"}},
+            "spec": {"nodeName": node}, "status": {"phase": phase, "containerStatuses": [{"name": "task",
+                                                                                          "state": state}]}}
+
+
+def job(name: str, owner: str) -> Obj:
+    return {"metadata": {"name": name, "namespace": NS, "ownerReferences": [{"uid": f"uid-{owner}"}]}, "status": {}}
+
+
+SUCCEEDED_POD = {"terminated": {"exitCode": 0, "reason": "Completed", "message": '{"ok": true}',
+                                "startedAt": "2025-03-01T11:55:00Z", "finishedAt": "2025-03-01T11:55:30Z"}}
+
+
+@dataclass
+class Case:
+    """One pass: the tasks that changed, the rest of the world, and what the plan must say."""
+
+    changed: list[TaskView] = field(default_factory=list)
+    stored: list[Obj] = field(default_factory=list)
+    queued: list[QueuedTask] = field(default_factory=list)
+    running: list[RunningTask] = field(default_factory=list)
+    nodes: list[NodeInfo] = field(default_factory=lambda: [gpu_node()])
+    quotas: list[Quota] = field(default_factory=list)
+    tenants: dict[str, TenantLimits] = field(default_factory=dict)
+    informed: dict[tuple[str, str], tuple[float, float]] = field(default_factory=dict)
+    info_budget: int = 100
+    pod_versions: dict[tuple[str, str, int], int] = field(default_factory=dict)
+    quota_versions: dict[str, int] = field(default_factory=dict)
+    unreported: dict[tuple[str, str, int], Unreported] = field(default_factory=dict)
+    admitted: list[str] = field(default_factory=list)
+    phases: dict[str, str] = field(default_factory=dict)
+    """Planned ``status.phase`` per task name (only tasks with an action)."""
+    events: dict[str, list[str]] = field(default_factory=dict)
+    queued_after: list[str] | None = None
+    running_after: list[str] | None = None
+    no_action: list[str] = field(default_factory=list)
+    check: Any = None
+    """Anything else: ``check(plan)``."""
+
+
+def view(obj: Obj, **kwargs: Any) -> TaskView:
+    return TaskView(task=obj, tenant="alice", **kwargs)
+
+
+CASES: dict[str, Case] = {
+    "a new task with room is queued and admitted in one pass, with one Event": Case(
+        changed=[view(task("t"))], admitted=["t"], phases={"t": "Running"},
+        events={"t": ["Admitted"]}, queued_after=[], running_after=["t"],
+        check=lambda plan: plan.actions[(NS, "t")].workload.body["metadata"]["name"] == "t-1"
+        and plan.actions[(NS, "t")].patch["phase"] == "Running"),
+    "a new task without room is queued; its reason waits for a moment": Case(
+        changed=[view(task("t"))], nodes=[gpu_node(used=4)], phases={"t": "Queued"},
+        events={"t": []}, queued_after=["t"], running_after=[],
+        check=lambda plan: plan.actions[(NS, "t")].plan.status.get("queuePosition") is None and plan.info_deferred),
+    "a task still waiting gets its reason and position": Case(
+        changed=[view(fresh_queued("t"))], nodes=[gpu_node(used=4)], phases={"t": "Queued"},
+        events={"t": ["Waiting"]}, queued_after=["t"],
+        check=lambda plan: plan.actions[(NS, "t")].plan.status["queuePosition"] == 1
+        and "no free GPU" in plan.actions[(NS, "t")].plan.status["message"]),
+    "higher priority first when there is room for one": Case(
+        changed=[view(task("low", priority=1)), view(task("high", priority=9))], nodes=[gpu_node(gpus=1)],
+        admitted=["high"], phases={"high": "Running", "low": "Queued"}, queued_after=["low"]),
+    "an unchanged queued task is admitted when a node frees up": Case(
+        stored=[task("w", status=queued_status())], queued=[entry("w")], admitted=["w"],
+        phases={"w": "Running"}, events={"w": ["Admitted"]}, running_after=["w"], queued_after=[]),
+    "the quota holds a task back and says so": Case(
+        changed=[view(fresh_queued("t", gpus=2))], running=[holding("r", gpus=2)],
+        quotas=[Quota(NS, "q", hard={"requests.nvidia.com/gpu": 3 * MILLI}, used={})],
+        phases={"t": "Queued"}, queued_after=["t"],
+        check=lambda plan: "GPU quota 2/3 in use" in plan.actions[(NS, "t")].plan.status["message"]),
+    "a running pod the quota report counts is not counted twice": Case(
+        changed=[view(task("t"))], running=[holding("r")], quotas=[GPU_QUOTA_2], pod_versions={(NS, "r", 1): 10},
+        quota_versions={NS: 20}, admitted=["t"],
+        check=lambda plan: plan.running[(NS, "r")].in_quota),
+    "a pod newer than the quota report is added to it": Case(
+        changed=[view(task("t"))], running=[holding("r")], quotas=[GPU_QUOTA_2], pod_versions={(NS, "r", 1): 30},
+        quota_versions={NS: 20}, admitted=[], phases={"t": "Queued"}),
+    "a finished pod's quota is free only once the report drops": Case(
+        changed=[view(fresh_queued("t"))], quotas=[Quota(NS, "q", hard={"requests.nvidia.com/gpu": 2 * MILLI},
+                                                  used={"requests.nvidia.com/gpu": 2 * MILLI})],
+        admitted=[], phases={"t": "Queued"},
+        check=lambda plan: "GPU quota 2/2 in use" in plan.actions[(NS, "t")].plan.status["message"]),
+    "a task that ended before the quota report counted its pod still holds the quota": Case(
+        changed=[view(task("t", status=running_status()), workloads={"t-1": job("t-1", "t")},
+                      pods={1: [pod("t", SUCCEEDED_POD, "Succeeded")]})],
+        running=[holding("t")], queued=[entry("next")], stored=[task("next", status=queued_status())],
+        quotas=[Quota(NS, "q", hard={"requests.nvidia.com/gpu": MILLI}, used={})],
+        pod_versions={(NS, "t", 1): 30}, quota_versions={NS: 20}, phases={"t": "Succeeded"}, admitted=[],
+        check=lambda plan: plan.unreported[(NS, "t", 1)] == Unreported(NS, holding("t").demand, 30)),
+    "once the report counts it, the quota is the report's again": Case(
+        queued=[entry("next")], stored=[task("next", status=queued_status())],
+        quotas=[Quota(NS, "q", hard={"requests.nvidia.com/gpu": MILLI}, used={})],
+        unreported={(NS, "t", 1): Unreported(NS, holding("t").demand, 30)}, quota_versions={NS: 31},
+        admitted=["next"], check=lambda plan: plan.unreported == {(NS, "t", 1): None}),
+    "maxRunning holds a task back": Case(
+        changed=[view(fresh_queued("t"))], running=[holding("r")], tenants={"alice": TenantLimits(max_running=1)},
+        phases={"t": "Queued"},
+        check=lambda plan: plan.actions[(NS, "t")].plan.status["message"] == "alice has 1 of 1 running tasks"),
+    "a finished pod finishes the task and releases its place at once": Case(
+        changed=[view(task("t", status=running_status()), workloads={"t-1": job("t-1", "t")},
+                      pods={1: [pod("t", SUCCEEDED_POD, "Succeeded")]})],
+        running=[holding("t")], queued=[entry("next")], stored=[task("next", status=queued_status())],
+        phases={"t": "Succeeded", "next": "Running"}, admitted=["next"], running_after=["next"],
+        check=lambda plan: plan.accounting == [(NS, "t")]
+        and plan.actions[(NS, "t")].plan.status["result"] == {"ok": True}),
+    "a task whose next Job exists adopts it instead of creating another": Case(
+        changed=[view(task("t", status=queued_status()), workloads={"t-1": job("t-1", "t")})],
+        phases={"t": "Running"}, admitted=[], running_after=["t"], queued_after=[],
+        check=lambda plan: plan.actions[(NS, "t")].workload is None
+        and "adopted" in plan.actions[(NS, "t")].plan.status["message"]),
+    "a Job of another incarnation is not adopted": Case(
+        changed=[view(task("t", status=queued_status()), workloads={"t-1": job("t-1", "someone-else")})],
+        admitted=["t"], phases={"t": "Running"},
+        check=lambda plan: plan.actions[(NS, "t")].workload is not None),
+    "a failed dependency fails the dependant": Case(
+        changed=[view(task("t", dependsOn=["d"]), dependencies={"d": "Failed"})], phases={"t": "Failed"},
+        queued_after=[], running_after=[]),
+    "waiting dependencies keep it pending, out of the queue": Case(
+        changed=[view(task("t", dependsOn=["d"]), dependencies={"d": "Running"})], phases={"t": "Pending"},
+        queued_after=[], admitted=[]),
+    "a scheduled task sets a timer instead of polling": Case(
+        changed=[view(task("t", scheduledAt="2025-03-01T13:00:00Z"))], phases={"t": "Pending"}, queued_after=[],
+        check=lambda plan: plan.requeue[(NS, "t")] == datetime(2025, 3, 1, 13, 0, tzinfo=UTC)),
+    "unreadable resources fail the task": Case(
+        changed=[view(task("t", resources={"gpus": 0, "cpu": "lots"}))], phases={"t": "Failed"},
+        queued_after=[], check=lambda plan: "Invalid resources" in plan.actions[(NS, "t")].plan.status["message"]),
+    "a deleted task leaves the queue": Case(
+        changed=[view({**task("t", status=queued_status()),
+                       "metadata": {**task("t")["metadata"], "deletionTimestamp": "2025-03-01T11:59:00Z"}})],
+        queued=[entry("t")], nodes=[gpu_node(used=4)], queued_after=[], no_action=["t"]),
+    "a settled task is skipped": Case(
+        changed=[view(task("t", status={"phase": "Succeeded", "observedGeneration": 1}))], no_action=["t"],
+        queued_after=[], running_after=[]),
+    "finished GPU time not yet accounted is listed": Case(
+        changed=[view(task("t", status={"phase": "Succeeded", "observedGeneration": 1, "gpuSeconds": 30.0},
+                           annotations={ACCOUNTED_ANNOTATION: "10.000"}))],
+        check=lambda plan: plan.accounting == [(NS, "t")]),
+    "a moved position waits for its throttle": Case(
+        stored=[task("w", status=queued_status(position=3))], queued=[entry("w")], nodes=[gpu_node(used=4)],
+        informed={(NS, "w"): (99.0, 99.0)}, no_action=["w"],
+        check=lambda plan: plan.info_deferred and plan.info_spent == 0),
+    "a moved position is written once its throttle allows": Case(
+        stored=[task("w", status=queued_status(position=3))], queued=[entry("w")], nodes=[gpu_node(used=4)],
+        informed={(NS, "w"): (0.0, 0.0)}, phases={"w": "Queued"}, events={"w": []},
+        check=lambda plan: plan.info_spent == 1 and plan.actions[(NS, "w")].patch["queuePosition"] == 1),
+    "informational writes stop at the budget": Case(
+        stored=[task("w", status=queued_status(position=3))], queued=[entry("w")], nodes=[gpu_node(used=4)],
+        informed={(NS, "w"): (0.0, 0.0)}, info_budget=0, no_action=["w"], check=lambda plan: plan.info_deferred),
+    "a changed reason is news, but shares the budget": Case(
+        stored=[task("w", status=queued_status(reason="Quota", message="GPU quota 3/3 in use"))],
+        queued=[entry("w")], nodes=[gpu_node(used=4)], informed={(NS, "w"): (50.0, 50.0)}, info_budget=0,
+        no_action=["w"], check=lambda plan: plan.info_deferred),
+    "a changed reason is written without an Event when the budget allows": Case(
+        stored=[task("w", status=queued_status(reason="Quota", message="GPU quota 3/3 in use"))],
+        queued=[entry("w")], nodes=[gpu_node(used=4)], informed={(NS, "w"): (50.0, 50.0)}, info_budget=1,
+        phases={"w": "Queued"}, events={"w": []},
+        check=lambda plan: "no free GPU" in plan.actions[(NS, "w")].plan.status["message"]),
+}
+
+
+def run(case: Case) -> PassPlan:
+    stored = {(NS, t["metadata"]["name"]): t for t in case.stored}
+    stored.update({v.key: v.task for v in case.changed})
+    snapshot = Snapshot(changed=case.changed, tasks=stored, queued={q.key: q for q in case.queued},
+                        running={(r.namespace, r.name): r for r in case.running}, nodes=case.nodes,
+                        quotas=case.quotas, tenants=case.tenants, informed=case.informed,
+                        pod_versions=case.pod_versions, quota_versions=case.quota_versions,
+                        unreported=case.unreported,
+                        info_budget=case.info_budget, mono=100.0)
+    return plan_pass(snapshot, NOW, SETTINGS)
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_plan_pass(name: str) -> None:
+    case = CASES[name]
+    before = copy.deepcopy([v.task for v in case.changed] + case.stored)
+    plan = run(case)
+    assert [key[1] for key in plan.admitted] == case.admitted
+    for task_name, phase in case.phases.items():
+        assert plan.actions[(NS, task_name)].plan.status["phase"] == phase, task_name
+    for task_name, reasons in case.events.items():
+        assert [e.reason for e in plan.actions[(NS, task_name)].plan.events] == reasons, task_name
+    for task_name in case.no_action:
+        action = plan.actions.get((NS, task_name))
+        assert action is None or not action.has_work, task_name
+    if case.queued_after is not None:
+        after = {q.key[1] for q in case.queued} | {k[1] for k, v in plan.queued.items() if v is not None}
+        after -= {k[1] for k, v in plan.queued.items() if v is None}
+        assert sorted(after) == sorted(case.queued_after)
+    if case.running_after is not None:
+        kept = {r.name for r in case.running} | {k[1] for k, v in plan.running.items() if v is not None}
+        kept -= {k[1] for k, v in plan.running.items() if v is None}
+        assert sorted(kept) == sorted(case.running_after)
+    if case.check is not None:
+        assert case.check(plan)
+    assert [v.task for v in case.changed] + case.stored == before, "plan_pass changed an input object"
+
+
+def test_nothing_queued_and_nothing_changed_is_an_empty_plan() -> None:
+    plan = run(Case())
+    assert plan.actions == {} and plan.admitted == [] and plan.queue_depths == {}
+
+
+def test_settled_rules() -> None:
+    done = task("t", status={"phase": "Succeeded", "observedGeneration": 1})
+    assert settled(done)
+    assert not settled({**done, "spec": {**done["spec"], "ttlSecondsAfterFinished": 5}})
+    assert not settled({**done, "metadata": {**done["metadata"], "generation": 2}})
+    assert not settled({**done, "status": {**done["status"], "gpuSeconds": 5.0}})
+    assert not settled({**done, "metadata": {**done["metadata"], "annotations": {"kubetask.io/rerun": "x"}}})
+    assert not settled(task("t", status=queued_status()))
