@@ -15,11 +15,25 @@ from fastapi import APIRouter, FastAPI
 from fastapi.routing import APIRoute
 
 from kubetask import __version__
+from kubetask.api.docs import install_docs
 from kubetask.api.errors import install_error_handlers
+from kubetask.api.live import LiveService
 from kubetask.api.metrics import ApiMetrics
 from kubetask.api.middleware import RequestContextMiddleware
-from kubetask.api.routes import dashboard, monitoring, search, system, tasks, templates, users, workers
+from kubetask.api.routes import (
+    dashboard,
+    events,
+    monitoring,
+    search,
+    system,
+    tasks,
+    templates,
+    users,
+    webhooks,
+    workers,
+)
 from kubetask.api.state import AppState
+from kubetask.api.ui import router as ui_router
 from kubetask.kube.client import KubeClient
 from kubetask.settings import ApiSettings, KubeSettings
 
@@ -35,18 +49,30 @@ writes go to the Kubernetes API, reads come from a watch-backed cache.
 **Auth:** `X-API-Key: <key>` or `Authorization: Bearer <Kubernetes token>` (TokenReview). Everything except
 `/health` and `/metrics` needs it. Rate limits per user come back as `X-RateLimit-Limit/Remaining/Reset`.
 
-**Compatibility:** request bodies accept the field names of all five seed contracts (`name`/`task_name`,
-`template`+`parameters`, `task_type`+`model_name`+`input_data`, `script_content`+`script_type`,
-`task_args`/`task_kwargs`, `queue_name`, `depends_on`, `scheduled_at`…); responses carry both `id` and
-`task_id`. Seed 004's paths are also served without the `/api/v1` prefix (not listed here).
+**Compatibility:** clients of the AI Task Orchestra, Distributed Task Queue System, Task Manager (BitingLip),
+Voidrunner Task Management and OmoiOS task-queue APIs work unchanged. Request bodies accept every one of those
+APIs' field names (`name`/`task_name`, `template`+`parameters`, `task_type`+`model_name`+`input_data`,
+`script_content`+`script_type`, `task_args`/`task_kwargs`, `queue_name`, `depends_on`, `scheduled_at`…); an
+unknown field is a 422 naming it. Responses carry `id` and `task_id` (the Task's uid) and `object_name` (its
+Kubernetes name); paths accept either. The Task Manager API's paths are also served without the `/api/v1`
+prefix (not listed here).
+
+**Compatibility profiles:** where those APIs disagree (status words and case, bare array or envelope,
+DELETE's 204 or 200, id format, error body), a profile decides: `canonical` (default), `omoios`, `voidrunner`,
+`orchestra` (AI Task Orchestra: `queued`, bare arrays, DELETE 204), `dtq` (Distributed Task Queue: upper-case
+statuses), `taskmanager` (Task Manager: `task_<uid>` ids, `{"error": {...}}` bodies; the root paths' default).
+Choose one per request with the header `X-Compat-Profile: <name>`, or pin it to an API key
+(`Tenant.spec.apiKeys[].profile`). Filters accept every API's status words in any case; `pending` and `queued`
+both select every waiting task, and `queue_state` tells what it waits for.
 
 **Errors:** `{"detail", "code", "request_id", "timestamp"}` (+ `field`/`errors` on 422).
 """
 
 TAGS = [
     {"name": "tasks", "description": "Create, list, inspect, update, cancel and re-run tasks."},
+    {"name": "webhooks", "description": "Completion webhooks: signed, retried deliveries of task events."},
     {"name": "templates", "description": "TaskTemplates: what a task can run, and parameter checks."},
-    {"name": "users", "description": "Per-user limits and usage (seed 000)."},
+    {"name": "users", "description": "Per-user limits and usage (the OmoiOS task-queue API's UserLimits)."},
     {"name": "workers", "description": "GPU/compute nodes as workers: status, pause, resume, drain, capacity."},
     {"name": "search", "description": "Advanced task search, filter presets and CSV export."},
     {"name": "dashboard", "description": "System statistics and the worker grid."},
@@ -74,12 +100,15 @@ def create_app(settings: ApiSettings, kube: KubeSettings, *, client: KubeClient 
         state = AppState.build(settings, kube, kube_client, owns_client=owns, metrics=metrics)
         app.state.kubetask = state
         state.informers.start()
+        live, webhook_cache = LiveService(state), webhooks.start_webhook_cache(state)  # issue 13
         if not await state.informers.wait_synced(SYNC_TIMEOUT_SECONDS):
             log.warning("kubetask API caches not synced after %.0f s; serving 503 until they are",
                         SYNC_TIMEOUT_SECONDS)
         try:
             yield
         finally:
+            await live.stop()
+            await webhook_cache.stop()
             await state.informers.stop()
             if owns:
                 await kube_client.close()
@@ -91,12 +120,17 @@ def create_app(settings: ApiSettings, kube: KubeSettings, *, client: KubeClient 
         openapi_tags=TAGS,
         lifespan=lifespan,
         generate_unique_id_function=operation_id,
+        docs_url=None,  # served from the package by install_docs: no CDN
+        redoc_url=None,
     )
+    install_docs(app)
     install_error_handlers(app)
     app.add_middleware(RequestContextMiddleware, metrics=metrics)
 
     v1 = APIRouter(prefix=API_PREFIX)
+    v1.include_router(events.router)  # before tasks: /tasks/events is not a task id
     v1.include_router(tasks.router)
+    v1.include_router(webhooks.router)
     v1.include_router(templates.router)
     v1.include_router(users.router)
     v1.include_router(workers.router)
@@ -105,7 +139,9 @@ def create_app(settings: ApiSettings, kube: KubeSettings, *, client: KubeClient 
     v1.include_router(monitoring.router)
     v1.include_router(system.router)
     app.include_router(v1)
-    # Seed 004 speaks without a prefix: the same routes at the root, left out of the schema.
+    # The Task Manager API speaks without a prefix: the same routes at the root, left out of the schema.
     app.include_router(tasks.router, include_in_schema=False)
     app.include_router(system.router, include_in_schema=False)
+    app.include_router(events.ws_router)  # seed 004's /ws/tasks
+    app.include_router(ui_router)  # the dashboard at /ui
     return app

@@ -12,10 +12,12 @@ from kubetask.api.auth import Authenticator
 from kubetask.api.metrics import ApiMetrics
 from kubetask.api.ratelimit import RateLimiter
 from kubetask.core.admission import NOT_ADMITTED_PHASES
-from kubetask.core.rest import LABEL_USER, task_row
-from kubetask.core.workers import pod_node
+from kubetask.core.objects import LABEL_USER
+from kubetask.core.rest.query import task_row
+from kubetask.core.rest.workers import pod_node
 from kubetask.kube.cache import Informer, InformerSet, Key, object_key
 from kubetask.kube.client import NODES, PODS, SECRETS, TASK_TEMPLATES, TASKS, TENANTS, KubeClient, Obj
+from kubetask.kube.lean import lean_pod, without_managed_fields
 from kubetask.settings import ApiSettings, KubeSettings
 
 API_KEY_SELECTOR = "kubetask.io/api-key=true"
@@ -128,13 +130,18 @@ class AppState:
     @classmethod
     def build(cls, settings: ApiSettings, kube: KubeSettings, client: KubeClient, *, owns_client: bool,
               metrics: ApiMetrics | None = None) -> AppState:
+        # The same store the operator uses (kubetask.kube.cache); the transforms drop what no route reads:
+        # managedFields everywhere, and all of a pod but its labels, owners, node, requests and states.
         informers = InformerSet()
-        informers.add("tasks", Informer(client, TASKS, indexers={"user": _task_user}, derive=task_row))
-        informers.add("templates", Informer(client, TASK_TEMPLATES))
-        informers.add("tenants", Informer(client, TENANTS))
-        informers.add("secrets", Informer(client, SECRETS, label_selector=API_KEY_SELECTOR))
-        informers.add("nodes", Informer(client, NODES))
-        informers.add("pods", Informer(client, PODS, label_selector="kubetask.io/task", indexers={"node": pod_node}))
+        informers.add("tasks", Informer(client, TASKS, indexers={"user": _task_user}, derive=task_row,
+                                        transform=without_managed_fields))
+        informers.add("templates", Informer(client, TASK_TEMPLATES, transform=without_managed_fields))
+        informers.add("tenants", Informer(client, TENANTS, transform=without_managed_fields))
+        informers.add("secrets", Informer(client, SECRETS, label_selector=API_KEY_SELECTOR,
+                                          transform=without_managed_fields))
+        informers.add("nodes", Informer(client, NODES, transform=without_managed_fields))
+        informers.add("pods", Informer(client, PODS, label_selector="kubetask.io/task", indexers={"node": pod_node},
+                                       transform=lean_pod))
         auth = Authenticator(client, informers["tenants"], informers["secrets"],
                              namespace_prefix=settings.tenant_namespace_prefix)
         state = cls(settings=settings, kube_settings=kube, client=client, informers=informers, auth=auth,

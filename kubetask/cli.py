@@ -31,22 +31,31 @@ def _add_cluster_args(parser: argparse.ArgumentParser, default_workdir: str) -> 
 
 
 def _build_parser() -> argparse.ArgumentParser:
+    from kubetask import __version__
+
     parser = argparse.ArgumentParser(prog="kubetask", description=__doc__)
-    parser.add_argument("--log-level", default=os.environ.get("KUBETASK_LOG_LEVEL", "INFO"))
+    parser.add_argument("--version", action="version", version=f"kubetask {__version__}")
+    parser.add_argument("--log-level", default=os.environ.get("KUBETASK_LOG_LEVEL", "INFO"),
+                        choices=["DEBUG", "INFO", "WARNING", "ERROR"], type=str.upper,
+                        help="log level of dev/cluster/operator/api (default $KUBETASK_LOG_LEVEL or INFO)")
     parser.add_argument("--log-format", choices=["text", "json"],
-                        default=os.environ.get("KUBETASK_LOG_FORMAT", "text"))
+                        default=os.environ.get("KUBETASK_LOG_FORMAT", "text"),
+                        help="log format (default $KUBETASK_LOG_FORMAT or text)")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     dev = commands.add_parser("dev", help="local real control plane with kwok GPU nodes + operator + REST API")
     dev.add_argument("--host", default="127.0.0.1", help="address of the REST API")
-    dev.add_argument("--port", type=int, default=8000, help="port of the REST API (default 8000)")
+    dev.add_argument("--port", type=int, default=8000, help="port of the REST API, 1-65535 (default 8000)")
     _add_cluster_args(dev, "~/.cache/kubetask/dev-cluster")
     dev.add_argument("--kubeconfig-out", type=Path, default=None,
                      help="where to write the cluster's admin kubeconfig "
                           "(default: ~/.cache/kubetask/dev-kubeconfig.yaml)")
-    dev.add_argument("--alice-key", default=os.environ.get("KUBETASK_DEV_ALICE_KEY", "dev-alice-key"))
-    dev.add_argument("--bob-key", default=os.environ.get("KUBETASK_DEV_BOB_KEY", "dev-bob-key"))
-    dev.add_argument("--admin-key", default=os.environ.get("KUBETASK_DEV_ADMIN_KEY", "dev-admin-key"))
+    dev.add_argument("--alice-key", default=os.environ.get("KUBETASK_DEV_ALICE_KEY", "dev-alice-key"),
+                     help="API key of the tenant alice (default $KUBETASK_DEV_ALICE_KEY or dev-alice-key)")
+    dev.add_argument("--bob-key", default=os.environ.get("KUBETASK_DEV_BOB_KEY", "dev-bob-key"),
+                     help="API key of the tenant bob (default $KUBETASK_DEV_BOB_KEY or dev-bob-key)")
+    dev.add_argument("--admin-key", default=os.environ.get("KUBETASK_DEV_ADMIN_KEY", "dev-admin-key"),
+                     help="API key of the admin tenant (default $KUBETASK_DEV_ADMIN_KEY or dev-admin-key)")
     dev.add_argument("--no-webhook", action="store_true", help="run without the admission webhook")
 
     cluster = commands.add_parser("cluster", help="the local real control plane (kube-apiserver, etcd, kwok)")
@@ -65,14 +74,16 @@ def _build_parser() -> argparse.ArgumentParser:
                     help="watch only this namespace (repeatable; default: cluster-wide)")
     op.add_argument("--webhook-host", default=None,
                     help="host the apiserver uses to reach the webhook (out-of-cluster: 127.0.0.1)")
-    op.add_argument("--webhook-port", type=int, default=None)
+    op.add_argument("--webhook-port", type=int, default=None,
+                    help="port of the admission webhook server, 1-65535 (default from the settings)")
     op.add_argument("--no-webhook", action="store_true", help="do not serve the admission webhook")
-    op.add_argument("--no-leader-election", action="store_true")
+    op.add_argument("--no-leader-election", action="store_true",
+                    help="run without a leader lease (one replica only)")
 
     api = commands.add_parser("api", help="run the REST API against a cluster")
     _add_kube_args(api)
-    api.add_argument("--host", default=None)
-    api.add_argument("--port", type=int, default=None)
+    api.add_argument("--host", default=None, help="address to listen on (default $KUBETASK_API_HOST or 127.0.0.1)")
+    api.add_argument("--port", type=int, default=None, help="port to listen on, 1-65535 (default 8000)")
 
     try:
         from kubetask.sdk.cli import register

@@ -139,6 +139,8 @@ def run_dev(args: argparse.Namespace) -> int:
 
 def _print_banner(cluster: LocalCluster, kubeconfig: Path, api_url: str, keys: dict[str, tuple[str, str]],
                   operator: OperatorSettings) -> None:
+    from kubetask.core.rest.profiles import PROFILES
+
     key_lines = "\n".join(f"    {tenant:<6} X-API-Key: {key}   ({role})" for tenant, (key, role) in keys.items())
     nodes = ", ".join(shape.describe() for shape in cluster.nodes)
     print(f"""
@@ -155,6 +157,11 @@ kubetask dev is up.
 Try:
   curl -s -H 'X-API-Key: {keys['alice'][0]}' {api_url}/api/v1/tasks
   kubectl --kubeconfig {kubeconfig} -n kubetask-alice get tasks
+
+Compatibility profiles (the other task-queue APIs' words and shapes): send
+  -H 'X-Compat-Profile: NAME'  with NAME one of {", ".join(PROFILES)},
+  or pin one to an API key (Tenant spec.apiKeys[].profile). The Task Manager API's root paths
+  ({api_url}/tasks, no /api/v1) use taskmanager unless told otherwise.
 
 Ctrl-C stops everything.
 """, flush=True)

@@ -125,3 +125,53 @@ class ApiSettings(BaseSettings):
 
     tenant_namespace_prefix: str = "kubetask-"
     """Same meaning as the operator's setting of that name."""
+
+
+class WebhookSettings(BaseSettings):
+    """Completion webhooks (``TaskWebhook``): read by the operator, which delivers, and the API, which checks
+    URLs when a subscription is created.  Set the same values on both."""
+
+    model_config = SettingsConfigDict(env_prefix="KUBETASK_WEBHOOK_", extra="ignore")
+
+    allowed_networks: list[str] = Field(default_factory=list)
+    """CIDRs deliveries may reach although they are internal (loopback, private, link-local…), e.g.
+    ``["10.20.0.0/16"]`` for an in-cluster receiver.  Empty: internal addresses are refused (SSRF guard)."""
+
+    retry_horizon_seconds: float = 86400.0
+    """How long after an event its delivery is retried: a receiver down for less loses nothing."""
+
+    backoff_base_seconds: float = 5.0
+    """Delay after the first failed attempt; doubles after each further one."""
+
+    backoff_max_seconds: float = 600.0
+    """Longest delay between two attempts."""
+
+    timeout_seconds: float = 10.0
+    """How long one attempt waits for the receiver's answer."""
+
+    history_size: int = 20
+    """Attempts kept per subscription (``GET /api/v1/webhooks/{id}/deliveries``)."""
+
+    max_pending: int = 1000
+    """Undelivered events kept per subscription; beyond it the oldest are abandoned (and recorded)."""
+
+    rescan_margin_seconds: float = 600.0
+    """After a restart the operator rescans Tasks finished this long before its last scan (late status writes)."""
+
+
+class LiveSettings(BaseSettings):
+    """Live updates of the REST API (SSE ``/api/v1/tasks/events``, WebSocket ``/ws/tasks``), from its watch cache."""
+
+    model_config = SettingsConfigDict(env_prefix="KUBETASK_LIVE_", extra="ignore")
+
+    window_events: int = 4096
+    """Task changes kept in memory for ``Last-Event-ID`` resumption; an older id gets an explicit ``reset``."""
+
+    client_buffer: int = 1000
+    """Events queued for one client that reads too slowly; one more closes its stream with ``overflow``."""
+
+    max_streams_per_tenant: int = 100
+    """Open SSE/WebSocket streams per tenant; one more is answered 429."""
+
+    websocket_auth_seconds: float = 10.0
+    """How long a WebSocket without credentials in its handshake has to send ``{"action": "auth"}``."""

@@ -17,9 +17,13 @@ from kt_support import install_kubetask_resources
 from kubetask.cluster import DEV_NODES, LocalCluster, cached_binaries, provision
 
 
-def pytest_sessionstart(session: pytest.Session) -> None:
-    """Build the control plane before any test runs, so a first build is not charged to a test's timeout."""
-    if cached_binaries() is None:
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Build the control plane before any test runs, so a first build is not charged to a test's timeout.
+
+    Only when a collected test runs on it: ``pytest tests/unit`` needs no Go build.
+    """
+    needs_cluster = any("local_cluster" in getattr(item, "fixturenames", ()) for item in session.items)
+    if needs_cluster and cached_binaries() is None:
         provision(progress=print)
 
 
@@ -33,3 +37,17 @@ def local_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalClu
         yield cluster
     finally:
         cluster.stop()
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """One line per tier (unit, component, e2e): CI's log then shows which tiers really ran, not just dots."""
+    tiers: dict[str, dict[str, int]] = {}
+    for outcome in ("passed", "failed", "skipped", "error", "xfailed", "xpassed"):
+        for report in terminalreporter.stats.get(outcome, []):
+            parts = str(getattr(report, "nodeid", "")).split("/")
+            tier = parts[1] if len(parts) > 2 and parts[0] == "tests" else "other"
+            counts = tiers.setdefault(tier, {})
+            counts[outcome] = counts.get(outcome, 0) + 1
+    for tier, counts in sorted(tiers.items()):
+        summary = ", ".join(f"{count} {outcome}" for outcome, count in sorted(counts.items()))
+        terminalreporter.write_line(f"tier {tier}: {summary}")

@@ -84,7 +84,8 @@ def test_every_object_is_well_formed_and_unique(values: str) -> None:
 @pytest.mark.parametrize("values", VALUE_SETS)
 def test_crds_included_and_identical(values: str) -> None:
     crds = {o["metadata"]["name"]: o for o in by_kind(render(values), "CustomResourceDefinition")}
-    assert set(crds) == {"tasks.kubetask.io", "tasktemplates.kubetask.io", "tenants.kubetask.io"}
+    assert set(crds) == {"tasks.kubetask.io", "tasktemplates.kubetask.io", "taskwebhooks.kubetask.io",
+                         "tenants.kubetask.io"}
     for crd in crds.values():
         assert crd == kt.crds()[crd["spec"]["names"]["kind"]]
 
@@ -120,7 +121,8 @@ def test_operator_rbac() -> None:
     assert grants[("batch", "jobs")] == {"get", "list", "watch", "create", "delete", "patch"}
     assert grants[("coordination.k8s.io", "leases")] == {"get", "create", "update"}
     assert grants[("", "nodes")] == {"get", "list", "watch", "patch"}
-    assert ("", "secrets") not in grants, "the operator never reads Secrets"
+    assert grants[("", "secrets")] == {"get", "create"}, "Secrets: only webhook signing secrets, by name"
+    assert grants[("kubetask.io", "taskwebhooks/status")] == {"get", "patch"}
     assert grants[("admissionregistration.k8s.io", "validatingwebhookconfigurations")] == {
         "get",
         "list",
@@ -155,7 +157,8 @@ def test_api_rbac_and_secret_scoping() -> None:
     assert grants[("kubetask.io", "tasks")] == {"get", "list", "watch", "create", "patch", "delete"}
     assert grants[("authentication.k8s.io", "tokenreviews")] == {"create"}
     assert grants[("kubetask.io", "tasks/status")] == {"patch"}
-    assert grants[("", "secrets")] == {"get", "list", "watch"}
+    assert grants[("", "secrets")] == {"get", "list", "watch", "create", "patch"}  # + webhook signing secrets
+    assert grants[("kubetask.io", "taskwebhooks")] == {"get", "list", "watch", "create", "patch", "delete"}
     assert grants[("", "configmaps")] == {"get", "create", "update"}
     assert ("batch", "jobs") not in grants, "the API never touches Jobs"
     full = render("full")
@@ -164,7 +167,8 @@ def test_api_rbac_and_secret_scoping() -> None:
     roles = [o for o in by_kind(full, "Role") if o["metadata"]["name"].endswith("-api-keys")]
     assert {r["metadata"]["namespace"] for r in roles} == {"kubetask-alice", "kubetask-ml-team"}
     assert all(
-        r["rules"] == [{"apiGroups": [""], "resources": ["secrets"], "verbs": ["get", "list", "watch"]}] for r in roles
+        r["rules"] == [{"apiGroups": [""], "resources": ["secrets"],
+                        "verbs": ["get", "list", "watch", "create", "patch"]}] for r in roles
     )
 
 
