@@ -17,6 +17,7 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -229,7 +230,9 @@ def test_cli_submits_waits_and_prints_the_result(dev_stack: DevStack) -> None:
                                capture_output=True, text=True, env=env, timeout=60)
     assert submitted.returncode == 0, submitted.stderr
     task_id = submitted.stdout.strip()
-    assert task_id.startswith("cli-demo-")
+    assert str(uuid.UUID(task_id)) == task_id  # the REST id is the Task's uid
+    with dev_stack.http() as http:
+        assert http.get(f"/api/v1/tasks/{task_id}").json()["object_name"].startswith("cli-demo-")
     waited = subprocess.run([*cli, "wait", task_id], capture_output=True, text=True, env=env, timeout=120)
     assert waited.returncode == 0, waited.stderr
     assert json.loads(waited.stdout) == {"answer": 42}

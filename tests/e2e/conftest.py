@@ -236,8 +236,8 @@ def stack(cluster: Cluster, crds_applied: None, tmp_path_factory: pytest.TempPat
                          stdout=(logs / "api.log").open("w"), stderr=subprocess.STDOUT),
     ]
     try:
-        _wait_http(f"http://127.0.0.1:{liveness}/healthz", timeout=60)
-        _wait_http(f"http://127.0.0.1:{api_port}/health", timeout=60)
+        _wait_http(f"http://127.0.0.1:{liveness}/healthz", timeout=120)
+        _wait_http(f"http://127.0.0.1:{api_port}/health", timeout=120)
         yield Stack(api_url=f"http://127.0.0.1:{api_port}", callback_secret=secret)
     finally:
         for proc in procs:

@@ -28,6 +28,7 @@ def _submit(tenant: Tenant, body: dict[str, Any]) -> dict[str, Any]:
     assert response.status_code == 201, response.text
     created = response.json()
     assert created["id"] == created["task_id"]
+    assert created["object_name"], "the Task's Kubernetes name"
     return dict(created)
 
 
@@ -37,13 +38,13 @@ def test_rest_gpu_task_becomes_a_job_on_a_gpu_node(cluster: Cluster, make_tenant
     alice = make_tenant("alice")
     task = _submit(alice, {"name": "e2e gpu", "image": "busybox:1.36", "command": ["sh", "-c", "echo ok"],
                            "resources": {"gpus": 1}, "timeout_seconds": 600})
-    jobs = wait_for(lambda: cluster.jobs_of(alice.namespace, task["id"]), timeout=90,
+    jobs = wait_for(lambda: cluster.jobs_of(alice.namespace, task["object_name"]), timeout=90,
                     message="the task's Job")
     job = jobs[0]
-    assert job.metadata.name == f"{task['id']}-1"
+    assert job.metadata.name == f"{task['object_name']}-1"
     assert job.spec.backoff_limit == 0
     owner = job.metadata.owner_references[0]
-    assert (owner.kind, owner.name, owner.controller) == ("Task", task["id"], True)
+    assert (owner.kind, owner.name, owner.controller) == ("Task", task["object_name"], True)
     pod_spec = job.spec.template.spec
     assert pod_spec.node_selector.get("nvidia.com/gpu.present") == "true"
     assert any(t.key == "nvidia.com/gpu" for t in pod_spec.tolerations or [])
@@ -51,13 +52,13 @@ def test_rest_gpu_task_becomes_a_job_on_a_gpu_node(cluster: Cluster, make_tenant
     assert str(limits["nvidia.com/gpu"]) == "1"
 
     pods = wait_for(lambda: [p for p in cluster.core.list_namespaced_pod(
-        alice.namespace, label_selector=f"kubetask.io/task={task['id']}").items if p.spec.node_name],
+        alice.namespace, label_selector=f"kubetask.io/task={task['object_name']}").items if p.spec.node_name],
         timeout=90, message="the task's pod to be scheduled")
     node = cluster.core.read_node(pods[0].spec.node_name)
     assert node.metadata.labels.get("nvidia.com/gpu.present") == "true"
 
     try:
-        wait_for(lambda: _phase(cluster, alice.namespace, task["id"]) in TERMINAL, timeout=120,
+        wait_for(lambda: _phase(cluster, alice.namespace, task["object_name"]) in TERMINAL, timeout=120,
                  message="the task to finish")
     except pytest.fail.Exception:
         pytest.skip("pods on this cluster never finish (no kubelet?): checked everything up to the Pod")
@@ -116,16 +117,16 @@ def test_cancel_a_running_task_deletes_its_job(cluster: Cluster, make_tenant: An
     dave = make_tenant("dave")
     task = _submit(dave, {"name": "long", "image": "busybox:1.36", "command": ["sleep", "3600"],
                           "annotations": {"kubetask.dev/sim-duration-seconds": "3600"}})
-    wait_for(lambda: cluster.jobs_of(dave.namespace, task["id"]), timeout=90, message="the Job")
+    wait_for(lambda: cluster.jobs_of(dave.namespace, task["object_name"]), timeout=90, message="the Job")
     cancel = dave.http.delete(f"/tasks/{task['id']}")
-    if cancel.status_code == 409 and _phase(cluster, dave.namespace, task["id"]) in TERMINAL:
+    if cancel.status_code == 409 and _phase(cluster, dave.namespace, task["object_name"]) in TERMINAL:
         # Simulated kubelets (kwok-style) may finish pods at once, ignoring the sim-duration annotation.
         pytest.skip("the task finished before it could be cancelled: pods on this cluster complete immediately")
     assert cancel.status_code == 200, cancel.text
     assert cancel.json()["status"] == "cancelled"
-    wait_for(lambda: _phase(cluster, dave.namespace, task["id"]) == "Cancelled", timeout=60,
+    wait_for(lambda: _phase(cluster, dave.namespace, task["object_name"]) == "Cancelled", timeout=60,
              message="phase Cancelled")
-    wait_for(lambda: not cluster.jobs_of(dave.namespace, task["id"]), timeout=60, message="the Job deleted")
+    wait_for(lambda: not cluster.jobs_of(dave.namespace, task["object_name"]), timeout=60, message="the Job deleted")
     again = dave.http.delete(f"/tasks/{task['id']}")
     assert again.status_code == 409
 
@@ -140,7 +141,7 @@ def test_finished_tasks_are_cleaned_up_after_their_ttl(cluster: Cluster, make_te
 
     def gone() -> bool:
         try:
-            cluster.get_task(erin.namespace, task["id"])
+            cluster.get_task(erin.namespace, task["object_name"])
         except ApiException as error:
             return error.status == 404
         return False
