@@ -8,10 +8,13 @@ one process.
 Kopf does what it is good at here, and nothing per Task:
 
 * Tenants: ``@kopf.on.resume/create/update`` reconcile each Tenant into its
-  Namespace, ResourceQuota, LimitRange, Role and RoleBinding (Kopf watches only Tenants).
+  Namespace, ResourceQuota, LimitRange, Role and RoleBinding (Kopf watches only Tenants),
+  after the same namespace-claim check the webhook makes (a Tenant that slipped in while
+  the webhook was down still takes no namespace over).
 * Admission: ``@kopf.on.mutate`` and ``@kopf.on.validate`` on Tasks run
   :mod:`kubetask.core.admission`, answering from the state's incrementally kept
   indexes (the tenant's waiting Tasks, the namespace's dependency graph): no scan.
+  ``@kopf.on.validate`` on Tenants (namespace claims) and TaskTemplates (parameter rules).
 * Probes: Kopf's liveness endpoint (see the runner).
 
 The queue itself (Tasks, Jobs, Pods) is fed by the lean list+watch streams of
@@ -26,15 +29,25 @@ import asyncio
 import logging
 import uuid
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from typing import Any
 
 import kopf
 
 from kubetask import GROUP, VERSION
 from kubetask.core import admission
+from kubetask.core.access import build_api_role_binding
 from kubetask.core.events import submitted_at
 from kubetask.core.models import ANNOTATION_SUBMITTED_AT
-from kubetask.core.tenants import build_tenant_objects, tenant_namespace, tenant_object_patch
+from kubetask.core.status import set_condition
+from kubetask.core.tenants import (
+    build_tenant_objects,
+    created_for,
+    deletes_namespace_with_tenant,
+    existing_namespace_patch,
+    tenant_namespace,
+    tenant_object_patch,
+)
 from kubetask.kube.client import (
     LIMIT_RANGES,
     NAMESPACES,
@@ -44,7 +57,8 @@ from kubetask.kube.client import (
     ApiError,
     Resource,
 )
-from kubetask.operator.state import State
+from kubetask.operator.access import register_key_publisher
+from kubetask.operator.state import State, release_namespaces
 
 log = logging.getLogger("kubetask.operator")
 
@@ -74,14 +88,24 @@ def build_registry(state: State) -> kopf.OperatorRegistry:
     @kopf.on.resume(GROUP, VERSION, "tenants", registry=registry, id="tenant-objects")
     @kopf.on.create(GROUP, VERSION, "tenants", registry=registry, id="tenant-objects")
     @kopf.on.update(GROUP, VERSION, "tenants", field="spec", registry=registry, id="tenant-objects")
-    async def reconcile_tenant(body: kopf.Body, **_: Any) -> None:
+    async def reconcile_tenant(body: kopf.Body, patch: kopf.Patch, **_: Any) -> None:
         tenant = _plain(body)
+        if not await state.wait_synced(within=SYNC_WAIT_SECONDS):
+            raise kopf.TemporaryError("the Tenant store has not listed yet", delay=2)
+        verdict = claim_verdict(state, tenant)
+        status = tenant.get("status") or {}
+        if not verdict.allowed:
+            # Nothing is written into the namespace: it is another tenant's, or a system one.
+            patch.setdefault("status", {})["conditions"] = _ready(status, "False", str(verdict.reason), verdict.message)
+            raise kopf.PermanentError(f"tenant {tenant['metadata']['name']} not reconciled: {verdict.message}")
         try:
             await apply_tenant(state, tenant)
         except ApiError as error:
             if error.retryable or error.status >= 500:
                 raise kopf.TemporaryError(f"apiserver: {error}", delay=2) from error
             raise kopf.PermanentError(f"cannot reconcile tenant: {error}") from error
+        patch.setdefault("status", {})["conditions"] = _ready(status, "True", "Reconciled",
+                                                              "namespace, quota, limits and RBAC are in place")
         state.poke()
 
     if state.settings.delete_namespace_with_tenant:
@@ -89,11 +113,37 @@ def build_registry(state: State) -> kopf.OperatorRegistry:
         async def delete_tenant_namespace(body: kopf.Body, **_: Any) -> None:
             name = str(body["metadata"]["name"])
             namespace = tenant_namespace(name, body.get("spec"), state.settings.tenant_namespace_prefix)
+            current = await state.client.get_or_none(NAMESPACES, namespace)
+            if not deletes_namespace_with_tenant(current, name):
+                # Only a namespace kubetask created for this very Tenant goes with it.
+                if current is not None:
+                    log.info("tenant %s deleted; namespace %s kept (created for %s, not by kubetask for it)",
+                             name, namespace, created_for(current) or "no tenant")
+                return
             await state.client.delete(NAMESPACES, namespace)
 
     # ------------------------------------------------------------------ admission
 
     if state.settings.webhook_enabled:
+        @kopf.on.validate(GROUP, VERSION, "tenants", operations=["CREATE", "UPDATE"], id="tenant-rules",
+                          registry=registry)
+        async def validate_tenant(**kwargs: Any) -> None:
+            body: kopf.Body = kwargs["body"]
+            old: Any = kwargs.get("old")
+            await _synced(state)
+            update = kwargs.get("operation") == "UPDATE" and old
+            verdict = claim_verdict(state, _plain(body), old=dict(old) if update else None, creating=not update)
+            if not verdict.allowed:
+                raise kopf.AdmissionError(verdict.message, code=verdict.code)
+
+        @kopf.on.validate(GROUP, VERSION, "tasktemplates", operations=["CREATE", "UPDATE"], id="template-rules",
+                          registry=registry)
+        async def validate_tasktemplate(**kwargs: Any) -> None:
+            body: kopf.Body = kwargs["body"]
+            verdict = admission.validate_template(dict(body.get("spec") or {}))
+            if not verdict.allowed:
+                raise kopf.AdmissionError(verdict.message, code=verdict.code)
+
         @kopf.on.mutate(GROUP, VERSION, "tasks", operations=["CREATE", "UPDATE"], id="defaults",
                         registry=registry)
         async def mutate_task(**kwargs: Any) -> None:  # async: no thread-pool hop per admission
@@ -136,6 +186,10 @@ def build_registry(state: State) -> kopf.OperatorRegistry:
             name = meta.get("name")
             spec = dict(body.get("spec") or {})
             tenant_name, tenant = state.tenant_of_namespace(namespace)
+            if operation == "CREATE":
+                placed = admission.require_tenant(namespace, tenant_name)
+                if not placed.allowed:
+                    raise kopf.AdmissionError(placed.message, code=placed.code)
             user = tenant_name or str(spec.get("user") or namespace)
             verdict = admission.validate_task(
                 spec, name=name, namespace=namespace, operation=operation or "CREATE",
@@ -151,6 +205,7 @@ def build_registry(state: State) -> kopf.OperatorRegistry:
                 state.admission.remember_admitted((namespace, str(name or f"<generated-{uuid.uuid4().hex[:8]}>")),
                                                   user, [str(d) for d in spec.get("dependsOn") or []])
 
+    register_key_publisher(registry, state)  # API-key digests for the API (kubetask.operator.access)
     return registry
 
 
@@ -166,13 +221,72 @@ async def _synced(state: State) -> None:
 # ---------------------------------------------------------------------- tenant objects
 
 
+def claim_verdict(state: State, tenant: Mapping[str, Any], *, old: Mapping[str, Any] | None = None,
+                  creating: bool = False) -> admission.Verdict:
+    """:func:`kubetask.core.admission.namespace_claim` against every Tenant the state knows."""
+    others = [other for _, other in state.tenants.items()]
+    return admission.namespace_claim(
+        tenant, others, prefix=state.settings.tenant_namespace_prefix,
+        release_namespaces=release_namespaces(state.settings),
+        allowlist=state.settings.tenant_namespace_allowlist, old=old, creating=creating)
+
+
+def _ready(status: Mapping[str, Any], value: str, reason: str, message: str) -> list[dict[str, Any]]:
+    """The Tenant's conditions with ``Ready`` set (its transition time kept while the value holds)."""
+    return set_condition(list(status.get("conditions") or []), "Ready", value, reason, message, datetime.now(UTC))
+
+
 async def apply_tenant(state: State, tenant: Mapping[str, Any]) -> None:
     """Create or update everything a Tenant becomes (idempotent)."""
     objects = build_tenant_objects(tenant, prefix=state.settings.tenant_namespace_prefix,
                                    gpu_resource=state.gpu.resource_name)
     for obj in objects:
+        if obj["kind"] == "Namespace":
+            await _apply_namespace(state, obj, str(tenant["metadata"]["name"]))
+            continue
         resource = _KINDS[obj["kind"]]
         await _apply_object(state, resource, obj)
+    await _apply_api_binding(state, tenant)
+
+
+async def _apply_namespace(state: State, obj: dict[str, Any], tenant_name: str) -> None:
+    """Create the namespace marked as kubetask's (for this tenant), or label one that existed before.
+
+    A namespace that existed before keeps its other labels and never gets the created-for
+    annotation, so deleting the Tenant never deletes it."""
+    client = state.client
+    name = obj["metadata"]["name"]
+    current = await client.get_or_none(NAMESPACES, name)
+    if current is None:
+        try:
+            await client.create(NAMESPACES, obj)
+            return
+        except ApiError as error:
+            if not error.already_exists:
+                raise
+            current = await client.get(NAMESPACES, name)
+    if created_for(current) == tenant_name:
+        await client.patch(NAMESPACES, name, tenant_object_patch(obj, current))
+    else:
+        await client.patch(NAMESPACES, name, existing_namespace_patch(tenant_name))
+
+
+async def _apply_api_binding(state: State, tenant: Mapping[str, Any]) -> None:
+    """Bind the API's ServiceAccount, in this tenant's namespace only, to its tenant ClusterRole (docs/rbac.md)."""
+    settings = state.settings
+    if not (settings.api_tenant_cluster_role and settings.api_service_account_name
+            and settings.api_service_account_namespace):
+        return
+    name = str((tenant.get("metadata") or {}).get("name"))
+    binding = build_api_role_binding(
+        tenant, tenant_namespace(name, tenant.get("spec"), settings.tenant_namespace_prefix),
+        cluster_role=settings.api_tenant_cluster_role, service_account=settings.api_service_account_name,
+        service_account_namespace=settings.api_service_account_namespace)
+    meta = binding["metadata"]
+    current = await state.client.get_or_none(ROLE_BINDINGS, meta["name"], meta["namespace"])
+    if current is not None and current.get("roleRef") != binding["roleRef"]:  # roleRef is immutable
+        await state.client.delete(ROLE_BINDINGS, meta["name"], meta["namespace"])
+    await _apply_object(state, ROLE_BINDINGS, binding)
 
 
 async def _apply_object(state: State, resource: Resource, obj: dict[str, Any]) -> None:

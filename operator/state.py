@@ -28,7 +28,7 @@ from typing import Any
 
 from kubetask.core.jobs import EXECUTION_LABEL, TASK_LABEL, TASK_NAME_ANNOTATION
 from kubetask.core.scheduling import pod_is_terminal
-from kubetask.core.tenants import tenant_namespace
+from kubetask.core.tenants import namespace_owners
 from kubetask.kube.cache import Informer, InformerSet
 from kubetask.kube.client import (
     JOBS,
@@ -97,6 +97,11 @@ def _holds_node(pod: Mapping[str, Any] | None) -> str | None:
         return None
     node = (pod.get("spec") or {}).get("nodeName")
     return str(node) if node else None
+
+
+def release_namespaces(settings: OperatorSettings) -> frozenset[str]:
+    """The namespace(s) of kubetask's own install: never a tenant's (see ``OperatorSettings.release_namespace``)."""
+    return frozenset(ns for ns in (settings.release_namespace or settings.webhook_service_namespace,) if ns)
 
 
 class State:
@@ -214,11 +219,14 @@ class State:
 
     def _tenant_changed(self, _: str, old: Obj | None, new: Obj | None) -> None:
         previous = dict(self.tenant_by_namespace)
-        self.tenant_by_namespace = {}
+        # One owner per namespace (the first claimant), and none for system namespaces: a Tenant that
+        # slipped past the webhook neither takes another tenant's Tasks nor makes kube-system a tenant's.
+        self.tenant_by_namespace = namespace_owners(
+            (tenant for _, tenant in self.tenants.items()), self.settings.tenant_namespace_prefix,
+            release_namespaces=release_namespaces(self.settings),
+            allowlist=self.settings.tenant_namespace_allowlist)
         self.namespaces_of_tenant = defaultdict(list)
-        for (_, name), tenant in self.tenants.items():
-            namespace = tenant_namespace(name, tenant.get("spec"), self.settings.tenant_namespace_prefix)
-            self.tenant_by_namespace[namespace] = name
+        for namespace, name in self.tenant_by_namespace.items():
             self.namespaces_of_tenant[name].append(namespace)
         for namespace in set(previous) | set(self.tenant_by_namespace):
             if previous.get(namespace) != self.tenant_by_namespace.get(namespace):

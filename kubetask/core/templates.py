@@ -148,6 +148,30 @@ def validate_parameters(template_spec: Mapping[str, Any], params: Mapping[str, A
     return check
 
 
+def template_spec_problem(spec: Mapping[str, Any]) -> tuple[str, str] | None:
+    """``(field, message)`` of the first rule a TaskTemplate spec breaks that its CRD schema cannot state.
+
+    A parameter both ``required`` and with a ``default`` is contradictory (the default would never be
+    used, or the requirement never enforced); the CRD cannot say so in CEL because ``default`` is
+    untyped.  A default must also fit the parameter's own ``type`` and ``enum``, or every Task that
+    relies on it would be refused."""
+    for index, param in enumerate(spec.get("parameters") or []):
+        name = str(param.get("name"))
+        where = f"spec.parameters[{index}].default"
+        if "default" not in param or param.get("default") is None:
+            continue
+        if param.get("required"):
+            return where, (f"parameter '{name}' is required and has a default: drop the default, or set "
+                           f"required: false")
+        ok, value, reason = _coerce(param["default"], str(param.get("type") or "string"))
+        if not ok:
+            return where, f"the default of parameter '{name}' {reason}"
+        enum = param.get("enum")
+        if enum and value not in enum:
+            return where, f"the default of parameter '{name}' must be one of " + ", ".join(map(str, enum))
+    return None
+
+
 def _text(value: Any) -> str:
     if isinstance(value, str):
         return value

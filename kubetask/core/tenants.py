@@ -8,6 +8,12 @@ Policies (documented here because the operator follows them):
   operator is configured with ``delete_namespace_with_tenant``.  The quota,
   limit range and RBAC objects are owned by the Tenant and garbage-collected
   with it.
+* One namespace, one Tenant: the first claimant (oldest ``creationTimestamp``,
+  then name) owns it; a later Tenant naming it gets nothing there.  System
+  namespaces (``kube-*``, ``default``, the release's own) are never claimed
+  unless an allowlist names them.  Only a namespace kubetask created (annotated
+  ``kubetask.io/created-for-tenant=<tenant>``) is ever deleted with its Tenant:
+  a namespace that existed before is only labelled with its tenant.
 * ``count/jobs.batch`` counts finished Jobs too.  kubetask keeps each
   execution's Job for history (logs, timeline), so the hard limit is generous
   (``max(JOB_COUNT_FLOOR, 20 * maxPending)``); the operator's own admission
@@ -20,7 +26,7 @@ Policies (documented here because the operator follows them):
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -35,6 +41,10 @@ DEFAULT_PODS = 500
 USAGE_MONTHS_KEPT = 12
 DEFAULT_CONTAINER_CPU = "1"
 DEFAULT_CONTAINER_MEMORY = "2Gi"
+ANNOTATION_CREATED_FOR = "kubetask.io/created-for-tenant"
+"""On a Namespace kubetask created: the Tenant it was created for (the only one that may delete it)."""
+SYSTEM_NAMESPACES = frozenset({"default"})
+SYSTEM_NAMESPACE_PREFIX = "kube-"
 
 
 def tenant_namespace(tenant_name: str, spec: Mapping[str, Any] | None, prefix: str = "kubetask-", *,
@@ -76,8 +86,60 @@ def _meta(tenant: Mapping[str, Any], name: str, namespace: str) -> dict[str, Any
 
 
 def build_namespace(tenant_name: str, namespace: str) -> dict[str, Any]:
+    """The Namespace kubetask creates for a tenant: marked as made by kubetask, for this tenant."""
     return {"apiVersion": "v1", "kind": "Namespace",
-            "metadata": {"name": namespace, "labels": {TENANT_LABEL: tenant_name, **MANAGED_BY}}}
+            "metadata": {"name": namespace, "labels": {TENANT_LABEL: tenant_name, **MANAGED_BY},
+                         "annotations": {ANNOTATION_CREATED_FOR: tenant_name}}}
+
+
+def existing_namespace_patch(tenant_name: str) -> dict[str, Any]:
+    """What kubetask changes on a Namespace that existed before its Tenant: the tenant label only.
+
+    Neither the managed-by label nor the created-for annotation: nothing may later take it for
+    a namespace kubetask made (and delete it with the Tenant)."""
+    return {"metadata": {"labels": {TENANT_LABEL: tenant_name}}}
+
+
+def created_for(namespace: Mapping[str, Any] | None) -> str | None:
+    """The Tenant a Namespace object was created for by kubetask (``None``: kubetask did not create it)."""
+    annotations = ((namespace or {}).get("metadata") or {}).get("annotations") or {}
+    value = annotations.get(ANNOTATION_CREATED_FOR)
+    return str(value) if value else None
+
+
+def deletes_namespace_with_tenant(namespace: Mapping[str, Any] | None, tenant_name: str) -> bool:
+    """Whether deleting ``tenant_name`` may delete this Namespace: only one kubetask created for that tenant."""
+    return namespace is not None and created_for(namespace) == tenant_name
+
+
+def system_namespace(namespace: str, *, release_namespaces: Collection[str] = (),
+                     allowlist: Collection[str] = ()) -> bool:
+    """``kube-*``, ``default`` and the release's own namespace(s): never a tenant's, unless allowlisted."""
+    if namespace in allowlist:
+        return False
+    return (namespace.startswith(SYSTEM_NAMESPACE_PREFIX) or namespace in SYSTEM_NAMESPACES
+            or namespace in release_namespaces)
+
+
+def claim_order(tenant: Mapping[str, Any]) -> tuple[str, str]:
+    """Who claimed first: the older ``creationTimestamp``, then the name (RFC 3339 UTC sorts as time).
+
+    A Tenant without a timestamp (one being created, as an admission review shows it) comes last."""
+    meta = tenant.get("metadata") or {}
+    return (str(meta.get("creationTimestamp") or "~"), str(meta.get("name") or ""))
+
+
+def namespace_owners(tenants: Iterable[Mapping[str, Any]], prefix: str = "kubetask-", *,
+                     release_namespaces: Collection[str] = (), allowlist: Collection[str] = ()) -> dict[str, str]:
+    """Namespace -> the Tenant that owns it: for a namespace several Tenants name, the first claimant
+    (:func:`claim_order`); a system namespace (:func:`system_namespace`) has no owner."""
+    owners: dict[str, str] = {}
+    for tenant in sorted(tenants, key=claim_order):
+        name = str((tenant.get("metadata") or {}).get("name"))
+        namespace = tenant_namespace(name, tenant.get("spec"), prefix)
+        if not system_namespace(namespace, release_namespaces=release_namespaces, allowlist=allowlist):
+            owners.setdefault(namespace, name)
+    return owners
 
 
 def quota_hard(limits: Mapping[str, Any], gpu_resource: str = "nvidia.com/gpu") -> dict[str, str]:
@@ -126,6 +188,9 @@ def build_role(tenant: Mapping[str, Any], namespace: str) -> dict[str, Any]:
             {"apiGroups": [GROUP], "resources": ["tasks"],
              "verbs": ["get", "list", "watch", "create", "update", "patch", "delete"]},
             {"apiGroups": [GROUP], "resources": ["tasks/status"], "verbs": ["get"]},
+            # completion-webhook subscriptions are the tenant's to manage by kubectl as well as by REST
+            {"apiGroups": [GROUP], "resources": ["taskwebhooks"],
+             "verbs": ["get", "list", "watch", "create", "update", "patch", "delete"]},
             {"apiGroups": ["batch"], "resources": ["jobs"], "verbs": ["get", "list", "watch"]},
             {"apiGroups": [""], "resources": ["pods", "events", "configmaps"], "verbs": ["get", "list", "watch"]},
             {"apiGroups": [""], "resources": ["pods/log"], "verbs": ["get"]},  # the only verb pods/log has

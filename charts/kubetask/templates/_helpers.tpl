@@ -96,8 +96,8 @@ rules:
   - apiGroups: [kubetask.io]
     apiVersions: [v1alpha1]
     operations: [CREATE, UPDATE]
-    resources: [tasks]
-    scope: Namespaced
+    resources: [{{ .resource | default "tasks" }}]
+    scope: {{ .scope | default "Namespaced" }}
 namespaceSelector:
   matchExpressions:
     - key: kubernetes.io/metadata.name

@@ -315,7 +315,7 @@ class Harness:
         self.stop()
         remove_webhook_configurations(self.cluster)
         namespaces = [self.namespace, *(f"kubetask-{t}" for t in self.tenants)]
-        for tenant in self.tenants:
+        for tenant in [*self.tenants, self.namespace]:
             self.cluster.delete(API, "Tenant", tenant)
         reset_namespaces(self.cluster, namespaces)
         for namespace in namespaces:
@@ -327,10 +327,17 @@ def _namespace_for(test_name: str) -> str:
     return f"op-{stem}-{uuid.uuid4().hex[:5]}"
 
 
-def create_namespace(cluster: LocalCluster, name: str) -> None:
+def create_namespace(cluster: LocalCluster, name: str, *, tenant: bool = True) -> None:
+    """A namespace; with ``tenant``, also a Tenant of the same name that owns it (Tasks run only in a
+    tenant's namespace), whose pending limit leaves room for the bursts these tests make."""
     response = cluster.admin().post("/api/v1/namespaces", json={"apiVersion": "v1", "kind": "Namespace",
                                                                  "metadata": {"name": name}})
     assert response.status_code == 201, response.text
+    if tenant:
+        body = {"apiVersion": API, "kind": "Tenant", "metadata": {"name": name},
+                "spec": {"namespace": name, "limits": {"maxPending": 500}}}
+        response = cluster.admin().post("/apis/kubetask.io/v1alpha1/tenants", json=body)
+        assert response.status_code == 201, response.text
     # Pods need the default ServiceAccount, which kube-controller-manager makes moments later.
     wait_until(lambda: cluster.get("v1", "ServiceAccount", "default", name) is not None, 30,
                f"the default ServiceAccount of {name}")
@@ -338,7 +345,8 @@ def create_namespace(cluster: LocalCluster, name: str) -> None:
 
 @pytest.fixture
 def harness(cluster: LocalCluster, kubeconfig_path: Path, request: pytest.FixtureRequest) -> Iterator[Harness]:
-    """The shared control plane and a fresh namespace of this test's own; the operator is not started yet."""
+    """The shared control plane and a fresh namespace of this test's own (owned by a Tenant of the same
+    name); the operator is not started yet."""
     namespace = _namespace_for(request.node.name)
     _wait_for_free_gpus(cluster)
     create_namespace(cluster, namespace)

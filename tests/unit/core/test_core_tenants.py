@@ -30,7 +30,8 @@ def test_namespace_name() -> None:
 def test_objects() -> None:
     ns, quota, limits, role, binding = build_tenant_objects(TENANT)
     assert ns["metadata"] == {"name": "kubetask-alice", "labels": {"kubetask.io/tenant": "alice",
-                                                                   "app.kubernetes.io/managed-by": "kubetask"}}
+                                                                   "app.kubernetes.io/managed-by": "kubetask"},
+                              "annotations": {"kubetask.io/created-for-tenant": "alice"}}
     assert "ownerReferences" not in ns["metadata"]  # the namespace outlives the tenant
     assert quota["spec"]["hard"] == {"requests.nvidia.com/gpu": "8", "requests.cpu": "16",
                                      "requests.memory": "64Gi", "pods": "4", "count/jobs.batch": "1000"}
