@@ -6,12 +6,18 @@ prevention included (the operator grants each tenant a Role it must hold itself)
 A missing permission shows up as a stalled flow, an error response, or a 403 that the operator's
 or the API's client logs; the test fails on any of them. Before the flow, the test proves the
 identities really are the ServiceAccounts and really are confined by RBAC.
+
+Least privilege (issue 12, docs/rbac.md): the API holds no Secret or ConfigMap verb cluster-wide.
+It reads API-key digests only from the one Secret the operator publishes in the release
+namespace, and it writes in a tenant namespace only through the RoleBinding the operator makes there.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import logging
+import os
 import ssl
 import subprocess
 import time
@@ -26,13 +32,15 @@ import yaml
 from kt_support import find_tool, remove_webhook_configurations, reset_namespaces
 
 from kubetask.cluster import LocalCluster
+from kubetask.core.tokens import hash_api_key
 from kubetask.dev import free_port
 from kubetask.settings import ApiSettings, GpuSettings, KubeSettings, OperatorSettings
 
 REPO = Path(__file__).resolve().parents[2]
 RELEASE, RELEASE_NS = "kt", "kubetask-chart-rbac"
 """A release namespace of this test's own: the shared cluster's other tests never see it."""
-ALICE, ROOT = "chart-alice", "chart-root"
+ALICE, ROOT, CAROL = "chart-alice", "chart-root", "chart-carol"
+KEYS_SECRET = "kubetask-api-keys"
 RBAC_KINDS = {"ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding"}
 NODE = "gpu-h100-1"
 
@@ -110,8 +118,11 @@ def chart_stack(local_cluster: LocalCluster, tmp_path_factory: pytest.TempPathFa
     tmp = tmp_path_factory.mktemp("chart-rbac")
     forbidden = ForbiddenLog()
     logging.getLogger().addHandler(forbidden)
-    namespaces = [RELEASE_NS, f"kubetask-{ALICE}", f"kubetask-{ROOT}"]
+    namespaces = [RELEASE_NS, f"kubetask-{ALICE}", f"kubetask-{ROOT}", f"kubetask-{CAROL}"]
     api = operator = None
+    # Where the API keeps its own ConfigMaps: its pod's namespace in the chart (POD_NAMESPACE there).
+    saved_api_namespace = os.environ.get("KUBETASK_API_NAMESPACE")
+    os.environ["KUBETASK_API_NAMESPACE"] = RELEASE_NS
     try:
         cluster.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": RELEASE_NS}})
         for doc in rbac:
@@ -130,15 +141,23 @@ def chart_stack(local_cluster: LocalCluster, tmp_path_factory: pytest.TempPathFa
                 await ensure_tenant(admin, ROOT, api_key="chart-root-key", role="admin")
 
         asyncio.run(bootstrap())
-        api = run_api_in_thread(ApiSettings(port=0), api_kube)
+        # The chart's settings (tests/unit/deploy/test_rbac_table.py checks the Deployments carry them).
+        api = run_api_in_thread(ApiSettings(port=0, keys_secret_namespace=RELEASE_NS, keys_secret_name=KEYS_SECRET),
+                                api_kube)
         operator = run_operator_in_thread(OperatorSettings(
             webhook_host="127.0.0.1", webhook_port=free_port(), metrics_port=free_port(),
             liveness_port=free_port(), leader_election=True, leader_lease_namespace=RELEASE_NS,
-            callback_url=api.url,
+            callback_url=api.url, api_keys_secret_namespace=RELEASE_NS, api_keys_secret_name=KEYS_SECRET,
+            api_service_account_name=names["api"], api_service_account_namespace=RELEASE_NS,
+            api_tenant_cluster_role=f"{names['api']}-tenant",
         ), GpuSettings(), operator_kube, timeout=90)
         yield ChartStack(cluster, api.url, names, tokens, forbidden,
                          [d for d in rbac if d["kind"] in ("ClusterRole", "ClusterRoleBinding")])
     finally:
+        if saved_api_namespace is None:
+            os.environ.pop("KUBETASK_API_NAMESPACE", None)
+        else:
+            os.environ["KUBETASK_API_NAMESPACE"] = saved_api_namespace
         logging.getLogger().removeHandler(forbidden)
         if api is not None:
             api.stop()
@@ -147,7 +166,7 @@ def chart_stack(local_cluster: LocalCluster, tmp_path_factory: pytest.TempPathFa
         remove_webhook_configurations(cluster)
         cluster.admin().patch(f"/api/v1/nodes/{NODE}", json={"metadata": {"labels": {"kubetask.io/paused": None}}},
                               headers={"Content-Type": "application/merge-patch+json"})
-        for tenant in (ALICE, ROOT):
+        for tenant in (ALICE, ROOT, CAROL):
             cluster.delete("kubetask.io/v1alpha1", "Tenant", tenant)
         reset_namespaces(cluster, namespaces)
         for namespace in namespaces:
@@ -168,7 +187,7 @@ def test_the_accounts_are_the_charts_service_accounts_and_rbac_confines_them(cha
             assert http.delete("/apis/apiextensions.k8s.io/v1/customresourcedefinitions/tasks.kubetask.io") \
                 .status_code == 403
             assert http.get("/apis/rbac.authorization.k8s.io/v1/clusterroles").status_code == 403
-    with chart_stack.as_account("operator") as http:  # the operator never reads Secrets
+    with chart_stack.as_account("api") as http:  # the API reads no Secret but the published digests
         assert http.get("/api/v1/secrets").status_code == 403
         assert http.get(f"/api/v1/namespaces/kubetask-{ALICE}/secrets").status_code == 403
     with chart_stack.as_account("api") as http:  # the API never writes Jobs: the operator does
@@ -182,6 +201,7 @@ def test_operator_and_api_do_everything_with_the_charts_rbac(chart_stack: ChartS
     alice = httpx.Client(base_url=f"{url}/api/v1", headers={"X-API-Key": "chart-alice-key"}, timeout=30)
     root = httpx.Client(base_url=f"{url}/api/v1", headers={"X-API-Key": "chart-root-key"}, timeout=30)
     alice_ns = f"kubetask-{ALICE}"
+    _wait(lambda: alice.get("/tasks").status_code == 200, 60, "alice's key in the published digests")
 
     # Tenant reconciliation: namespace, quota, LimitRange and the tenant's RBAC (escalation-checked).
     _wait(lambda: cluster.get("v1", "ResourceQuota", "kubetask-quota", alice_ns), 60, "the tenant's ResourceQuota")
@@ -203,6 +223,8 @@ def test_operator_and_api_do_everything_with_the_charts_rbac(chart_stack: ChartS
                                       "annotations": {"kubetask.dev/sim-duration-seconds": "0.2"}})
     assert bare.status_code == 201, bare.text
     task_id, long_id, pod_id = done.json()["id"], long.json()["id"], bare.json()["id"]
+    # The Kubernetes object names (the REST id is not the Task's name).
+    long_obj, pod_obj = long.json().get("object_name") or long_id, bare.json().get("object_name") or pod_id
 
     def finished_task(tid: str) -> Any:
         return _wait(lambda: (t := alice.get(f"/tasks/{tid}").json())["status"] in ("completed", "failed") and t,
@@ -211,11 +233,11 @@ def test_operator_and_api_do_everything_with_the_charts_rbac(chart_stack: ChartS
     finished = finished_task(task_id)
     assert finished["status"] == "completed" and finished["result"] == {"ok": True}
     assert finished_task(pod_id)["status"] == "completed"  # runtime: pod, the operator's own bare Pod
-    assert cluster.get("v1", "Pod", f"{pod_id}-1", alice_ns) is not None
+    assert cluster.get("v1", "Pod", f"{pod_obj}-1", alice_ns) is not None
     assert alice.get(f"/tasks/{task_id}/timeline").status_code == 200
     assert alice.get(f"/tasks/{task_id}/logs").status_code in (200, 404, 409)
     _wait(lambda: alice.get(f"/tasks/{long_id}").json()["status"] == "running", 60, "the script task to run")
-    job = cluster.get("batch/v1", "Job", f"{long_id}-1", alice_ns)
+    job = cluster.get("batch/v1", "Job", f"{long_obj}-1", alice_ns)
     assert job is not None
     env = {e["name"]: e.get("value") for e in job["spec"]["template"]["spec"]["containers"][0]["env"]}
     callback = httpx.post(f"{url}/api/v1/tasks/{long_id}/complete", json={"result": {"rows": 3}},
@@ -223,7 +245,7 @@ def test_operator_and_api_do_everything_with_the_charts_rbac(chart_stack: ChartS
     assert callback.status_code == 200, callback.text
     assert alice.get(f"/tasks/{long_id}").json()["result"] == {"rows": 3}
     assert alice.delete(f"/tasks/{long_id}").status_code == 200
-    _wait(lambda: cluster.get("batch/v1", "Job", f"{long_id}-1", alice_ns) is None, 60,
+    _wait(lambda: cluster.get("batch/v1", "Job", f"{long_obj}-1", alice_ns) is None, 60,
           "the cancelled task's Job to be deleted")
 
     worker = root.patch(f"/workers/{NODE}/pause")
@@ -239,4 +261,116 @@ def test_operator_and_api_do_everything_with_the_charts_rbac(chart_stack: ChartS
     _wait(lambda: (cluster.get("v1", "ResourceQuota", "kubetask-quota", alice_ns) or {})
           .get("spec", {}).get("hard", {}).get("pods") == "3", 60, "the new limit in the tenant's quota")
 
+    assert chart_stack.forbidden.records == []
+
+
+# ---------------------------------------------------------------------- least privilege (issue 12)
+
+
+def _key_secret(name: str, namespace: str, key: str, *, labelled: bool = True) -> dict[str, Any]:
+    labels = {"kubetask.io/api-key": "true"} if labelled else {}
+    return {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name, "namespace": namespace, "labels": labels},
+            "type": "Opaque", "data": {"sha256": base64.b64encode(hash_api_key(key).encode()).decode()}}
+
+
+def _status(url: str, key: str) -> int:
+    with httpx.Client(base_url=f"{url}/api/v1", headers={"X-API-Key": key}, timeout=30) as client:
+        return client.get("/tasks").status_code
+
+
+def test_the_api_account_reaches_secrets_and_configmaps_only_where_it_is_bound(chart_stack: ChartStack) -> None:
+    cluster, alice_ns = chart_stack.cluster, f"kubetask-{ALICE}"
+    binding = _wait(lambda: cluster.get("rbac.authorization.k8s.io/v1", "RoleBinding", "kubetask-api", alice_ns), 60,
+                    "the operator's RoleBinding of the API in alice's namespace")
+    assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
+                                  "name": f"{chart_stack.accounts['api']}-tenant"}
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": chart_stack.accounts["api"],
+                                    "namespace": RELEASE_NS}]
+    cluster.apply({"apiVersion": "v1", "kind": "Secret", "stringData": {"x": "y"},
+                   "metadata": {"name": "not-for-the-api", "namespace": RELEASE_NS}})
+    probe = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "rbac-probe"}, "data": {"a": "b"}}
+    with chart_stack.as_account("api") as http:
+        # Secrets: nowhere but the published digests, not even in the namespaces it is bound in.
+        assert http.get("/api/v1/namespaces/kube-system/secrets").status_code == 403
+        assert http.get("/api/v1/namespaces/kube-system/secrets/bootstrap-token-abcdef").status_code == 403
+        assert http.get(f"/api/v1/namespaces/{alice_ns}/secrets/{ALICE}-api-key").status_code == 403
+        assert http.get(f"/api/v1/namespaces/{RELEASE_NS}/secrets/not-for-the-api").status_code == 403
+        assert http.get(f"/api/v1/namespaces/{RELEASE_NS}/secrets").status_code == 403, "a list needs the name"
+        assert http.get(f"/api/v1/namespaces/{RELEASE_NS}/secrets/{KEYS_SECRET}").status_code == 200
+        listed = http.get(f"/api/v1/namespaces/{RELEASE_NS}/secrets",
+                          params={"fieldSelector": f"metadata.name={KEYS_SECRET}"})
+        assert listed.status_code == 200, listed.text
+        # ConfigMaps: written only in tenant namespaces (through the binding) and its own namespace.
+        assert http.post("/api/v1/namespaces/kube-system/configmaps", json=probe).status_code == 403
+        assert http.post("/api/v1/namespaces/default/configmaps", json=probe).status_code == 403
+        assert http.get("/api/v1/namespaces/kube-system/configmaps/kube-root-ca.crt").status_code == 403
+        created = http.post(f"/api/v1/namespaces/{alice_ns}/configmaps", json=probe)
+        assert created.status_code == 201, created.text
+        # ...and even there it reads only its own acknowledgements ConfigMap, never a task's script.
+        assert http.get(f"/api/v1/namespaces/{alice_ns}/configmaps/rbac-probe").status_code == 403
+        assert http.get(f"/api/v1/namespaces/{alice_ns}/configmaps").status_code == 403
+        # Secrets in a tenant namespace: write (webhook signing secrets), never read.
+        secret = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "rbac-probe"}, "stringData": {"k": "v"}}
+        assert http.post(f"/api/v1/namespaces/{alice_ns}/secrets", json=secret).status_code == 201
+        assert http.get(f"/api/v1/namespaces/{alice_ns}/secrets/rbac-probe").status_code == 403
+        assert http.post("/api/v1/namespaces/kube-system/secrets", json=secret).status_code == 403
+    assert cluster.delete("v1", "ConfigMap", "rbac-probe", alice_ns)
+    assert cluster.delete("v1", "Secret", "rbac-probe", alice_ns)
+    with chart_stack.as_account("operator") as http:  # it deletes namespaces only by its own check, not by RBAC
+        assert http.get("/api/v1/namespaces/kube-system").status_code == 200
+
+
+def test_api_keys_are_checked_against_the_published_digests_only(chart_stack: ChartStack) -> None:
+    cluster, url, carol_ns = chart_stack.cluster, chart_stack.url, f"kubetask-{CAROL}"
+    cluster.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": carol_ns}})
+    cluster.apply({"apiVersion": "v1", "kind": "ServiceAccount",
+                   "metadata": {"name": "carol-bot", "namespace": carol_ns}})
+    cluster.apply(_key_secret("carol-key", carol_ns, "carol-key-1"))
+
+    def tenant(keys: list[dict[str, Any]]) -> None:
+        cluster.apply({"apiVersion": "kubetask.io/v1alpha1", "kind": "Tenant", "metadata": {"name": CAROL},
+                       "spec": {"namespace": carol_ns, "apiKeys": keys,
+                                "subjects": [{"kind": "ServiceAccount", "name": "carol-bot", "namespace": carol_ns}]}})
+
+    def published() -> dict[str, str]:
+        return dict((cluster.get("v1", "Secret", KEYS_SECRET, RELEASE_NS) or {}).get("data") or {})
+
+    tenant([{"name": "carol-key"}])
+    _wait(lambda: _status(url, "carol-key-1") == 200, 60, "carol's new key to be accepted")
+    digests = published()
+    assert hash_api_key("carol-key-1") in digests
+    assert {hash_api_key(k) for k in ("chart-alice-key", "chart-root-key")} <= set(digests)
+    record = base64.b64decode(digests[hash_api_key("carol-key-1")]).decode()
+    assert "carol-key-1" not in record and '"tenant":"chart-carol"' in record
+
+    # Rotation in place: a new digest in the same (watched) Secret; the old key stops working.
+    rotated_at = time.monotonic()
+    cluster.apply(_key_secret("carol-key", carol_ns, "carol-key-2"))
+    _wait(lambda: _status(url, "carol-key-2") == 200, 60, "the rotated key to be accepted")
+    _wait(lambda: _status(url, "carol-key-1") == 401, 60, "the replaced key to be refused")
+    print(f"\nkey rotation (Secret patched -> new key accepted, old refused): {time.monotonic() - rotated_at:.3f} s")
+    assert hash_api_key("carol-key-1") not in published()
+
+    # A key Secret without the watch label is read when the Tenant starts referencing it.
+    cluster.apply(_key_secret("carol-extra", carol_ns, "carol-key-3", labelled=False))
+    tenant([{"name": "carol-key"}, {"name": "carol-extra"}])
+    _wait(lambda: _status(url, "carol-key-3") == 200, 60, "the unlabelled key to be accepted")
+
+    # Revocation: the Tenant drops its keys; both are refused, and the digests are gone.
+    tenant([])
+    _wait(lambda: _status(url, "carol-key-2") == 401 and _status(url, "carol-key-3") == 401, 60,
+          "the revoked keys to be refused")
+    assert not {hash_api_key("carol-key-2"), hash_api_key("carol-key-3")} & set(published())
+    assert _status(url, "chart-alice-key") == 200, "other tenants' keys are untouched"
+
+    # Bearer tokens still go through a TokenReview, not the digests.
+    response = cluster.admin().post(f"/api/v1/namespaces/{carol_ns}/serviceaccounts/carol-bot/token",
+                                    json={"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
+                                          "spec": {"expirationSeconds": 600}})
+    assert response.status_code == 201, response.text
+    token = response.json()["status"]["token"]
+    with httpx.Client(base_url=f"{url}/api/v1", headers={"Authorization": f"Bearer {token}"}, timeout=30) as bot:
+        assert bot.get("/tasks").status_code == 200
+    with httpx.Client(base_url=f"{url}/api/v1", headers={"Authorization": "Bearer not-a-token"}, timeout=30) as bad:
+        assert bad.get("/tasks").status_code == 401
     assert chart_stack.forbidden.records == []
