@@ -44,6 +44,7 @@ import aiohttp
 from kubetask.core import queue as policy
 from kubetask.core.cycle import (
     ACCOUNTED_ANNOTATION,
+    CreateBackoff,
     CycleSettings,
     PassPlan,
     Snapshot,
@@ -51,12 +52,13 @@ from kubetask.core.cycle import (
     TaskView,
     Unreported,
     accounted,
+    after_create_failure,
     owned_by,
     plan_pass,
 )
 from kubetask.core.jobs import Workload, build_workload, job_name
 from kubetask.core.scheduling import NodeInfo, QuantityError, node_info, to_milli
-from kubetask.core.status import current_execution
+from kubetask.core.status import EventSpec, current_execution
 from kubetask.core.templates import find_template
 from kubetask.core.tenants import add_usage, gpu_seconds_in_month, month_key, usage_status
 from kubetask.core.times import parse_time
@@ -145,6 +147,8 @@ class Scheduler:
         self.overlay: dict[Key, tuple[Any, Obj]] = {}
         self.first_pass = True
         self.trimmed_at_events = 0
+        self.create_backoff: dict[Key, CreateBackoff] = {}
+        """Tasks whose Job create failed lately: held back, then retried or failed (see ``after_create_failure``)."""
 
     # ------------------------------------------------------------------ loop
 
@@ -250,12 +254,14 @@ class Scheduler:
                 self.queued.pop(key, None)
                 self.running.pop(key, None)
                 self.informed.pop(key, None)
+                self.create_backoff.pop(key, None)
         snapshot = Snapshot(
             changed=changed, tasks=tasks, queued=self.queued, running=self.running,
             nodes=list(self.node_infos.values()), quotas=list(self.quota_infos.values()),
             tenants=self._tenant_limits(now), job_counts=state.job_counts, templates=state.template_specs,
             durations=self.durations, pod_versions=state.pod_versions, quota_versions=self.quota_versions,
-            unreported=self.unreported, informed=self.informed, info_budget=int(self.info_tokens), mono=mono)
+            unreported=self.unreported, informed=self.informed, info_budget=int(self.info_tokens), mono=mono,
+            create_backoff=self.create_backoff)
         plan = plan_pass(snapshot, now, self.cycle) if changed or decide else PassPlan()
         await self._apply(plan, now, mono)
 
@@ -269,7 +275,8 @@ class Scheduler:
             found = tasks.get((key[0], str(dep)))
             deps[str(dep)] = (phase_of(found) or "Pending") if found is not None else None
         return TaskView(task=task, tenant=state.tenant_key(task), workloads=state.workloads_of(task),
-                        pods=state.pods_by_execution(*key), dependencies=deps)
+                        pods=state.pods_by_execution(*key), dependencies=deps,
+                        has_tenant=key[0] in state.tenant_by_namespace)
 
     def _refresh_nodes(self, names: set[str]) -> None:
         state = self.state
@@ -343,17 +350,19 @@ class Scheduler:
 
         # Create the admitted workloads first, one priority level after the other (higher first), so the
         # cluster sees admissions in priority order; within a level they go out concurrently.
+        for key in plan.backoff_done:
+            self.create_backoff.pop(key, None)
         admitted = [plan.actions[key] for key in plan.admitted]
         created: dict[Key, bool] = {}
         for priority in sorted({a.priority for a in admitted}, reverse=True):
             level = [a for a in admitted if a.priority == priority]
             results = await asyncio.gather(*(self._create(a) for a in level))
-            created.update(zip((a.key for a in level), results, strict=True))
-        for key, ok in created.items():
-            if not ok:  # not created: it stays Queued, and is tried again by a pass soon
-                self.running.pop(key, None)
-                self.queued[key] = plan.admitted_from[key]
-                self._retry(key, now)
+            for action, failure in zip(level, results, strict=True):
+                created[action.key] = failure is None
+                if failure is None:
+                    self.create_backoff.pop(action.key, None)
+                else:
+                    self._create_failed(action, *failure)
 
         # Per-Task follow-ups go to the background (see the module doc).
         for action in plan.actions.values():
@@ -462,18 +471,45 @@ class Scheduler:
         if plan.delete_task:
             await client.delete(TASKS, name, namespace, propagation="Background")
 
-    async def _create(self, action: TaskAction) -> bool:
+    async def _create(self, action: TaskAction) -> tuple[int | None, str] | None:
+        """Create the admission's workload; ``None`` if done, else the apiserver's status (``None``: no
+        answer) and message."""
         assert action.workload is not None
+        name = action.workload.body["metadata"]["name"]
         async with self.create_sem:
             try:
-                return await self._create_workload(action.task, action.workload)
-            except (TimeoutError, ApiError, aiohttp.ClientError) as error:
+                if await self._create_workload(action.task, action.workload):
+                    return None
+                return None, f"{action.workload.kind} {name} exists but belongs to another Task"
+            except ApiError as error:
                 self.state.metrics.reconcile_errors.inc()
-                log.warning("creating %s failed (will retry): %s", action.workload.body["metadata"]["name"], error)
-            except Exception:
+                log.warning("creating %s failed: %s", name, error)
+                return error.status, error.message
+            except (TimeoutError, aiohttp.ClientError) as error:
                 self.state.metrics.reconcile_errors.inc()
-                log.exception("creating %s failed (will retry)", action.workload.body["metadata"]["name"])
-            return False
+                log.warning("creating %s failed: %s", name, error or type(error).__name__)
+                return None, str(error) or type(error).__name__
+            except Exception as error:
+                self.state.metrics.reconcile_errors.inc()
+                log.exception("creating %s failed", name)
+                return None, f"{type(error).__name__}: {error}"
+
+    def _create_failed(self, action: TaskAction, status: int | None, message: str) -> None:
+        """Not created: hold the Task back (it is not queued) until the core's backoff says retry, or fail."""
+        key = action.key
+        now = self.state.clock()
+        backoff = after_create_failure(self.create_backoff.get(key), status=status, message=message, now=now,
+                                       settings=self.cycle)
+        self.create_backoff[key] = backoff
+        self.running.pop(key, None)
+        self.queued.pop(key, None)
+        heapq.heappush(self.timers, (backoff.retry_at, key))
+        assert action.workload is not None
+        job = str(action.workload.body["metadata"]["name"])
+        log.warning("%s/%s: %s", *key, backoff.event_message(job))
+        if not backoff.give_up and self.events.qsize() < MAX_QUEUED_EVENTS:  # the give-up has its own Event
+            self.events.put_nowait((action.task, EventSpec("JobCreateFailed", backoff.event_message(job),
+                                                           "Warning")))
 
     async def _create_workload(self, task: Obj, workload: Workload) -> bool:
         client = self.state.client

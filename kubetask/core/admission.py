@@ -15,15 +15,23 @@ invalid template parameters and changes to immutable fields.
 from __future__ import annotations
 
 import copy
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
+from kubetask.core.jobs import pod_field_errors
 from kubetask.core.models import DEFAULT_MAX_PENDING, DEFAULT_MAX_TIMEOUT_SECONDS, MAX_SCRIPT_BYTES
-from kubetask.core.templates import find_template, validate_parameters
-from kubetask.core.tenants import gpu_seconds_in_month, month_key, next_month_start
+from kubetask.core.templates import find_template, template_spec_problem, validate_parameters
+from kubetask.core.tenants import (
+    claim_order,
+    gpu_seconds_in_month,
+    month_key,
+    next_month_start,
+    system_namespace,
+    tenant_namespace,
+)
 
 #: Fields that describe what runs and where; frozen once the Task has been admitted.
 IMMUTABLE_AFTER_ADMISSION = (
@@ -50,6 +58,10 @@ class Reason(StrEnum):
     DEPENDENCY_CYCLE = "DEPENDENCY_CYCLE"
     IMMUTABLE_FIELD = "IMMUTABLE_FIELD"
     NO_TENANT = "NO_TENANT"
+    INVALID_FIELD = "INVALID_FIELD"
+    NAMESPACE_TAKEN = "NAMESPACE_TAKEN"
+    SYSTEM_NAMESPACE = "SYSTEM_NAMESPACE"
+    INVALID_TEMPLATE = "INVALID_TEMPLATE"
 
 
 HTTP_STATUS: Mapping[Reason, int] = {
@@ -64,6 +76,10 @@ HTTP_STATUS: Mapping[Reason, int] = {
     Reason.DEPENDENCY_CYCLE: 400,
     Reason.IMMUTABLE_FIELD: 422,
     Reason.NO_TENANT: 403,
+    Reason.INVALID_FIELD: 422,  # what the apiserver itself answers for an invalid field
+    Reason.NAMESPACE_TAKEN: 409,
+    Reason.SYSTEM_NAMESPACE: 403,
+    Reason.INVALID_TEMPLATE: 422,
 }
 """The HTTP status each refusal stands for."""
 
@@ -178,7 +194,7 @@ def validate_task(
         who = tenant_name or spec.get("user") or namespace
         return (_validate_update(spec, old)
                 or (not_started(old) and (_what_runs(spec) or _hard_limits(spec, tenant_spec, tenant_status, who, now)
-                                          or _changed_template(spec, old, templates)))
+                                          or _changed_template(spec, old, templates) or pod_fields(spec, name)))
                 or Verdict())
     if operation != "CREATE":
         return Verdict()
@@ -187,6 +203,7 @@ def validate_task(
             or _hard_limits(spec, tenant_spec, tenant_status, tenant_name or spec.get("user") or namespace, now)
             or _template(spec, templates)
             or _dependencies(spec, name, namespace, existing)
+            or pod_fields(spec, name)
             or Verdict())
 
 
@@ -289,6 +306,16 @@ def _dependencies(spec: Mapping[str, Any], name: str | None, namespace: str,
     return None
 
 
+def pod_fields(spec: Mapping[str, Any], name: str | None = None) -> Verdict | None:
+    """422 for a Task whose Job the apiserver would refuse (a bad pod label, annotation, nodeSelector,
+    toleration or env name), in the apiserver's own words (:func:`kubetask.core.jobs.pod_field_errors`)."""
+    errors = pod_field_errors(spec, name)
+    if not errors:
+        return None
+    detail = str(errors[0]) if len(errors) == 1 else "[" + ", ".join(str(e) for e in errors) + "]"
+    return Verdict.deny(Reason.INVALID_FIELD, f"Kubernetes would refuse this task's pod: {detail}", errors[0].field)
+
+
 def not_started(task: Mapping[str, Any]) -> bool:
     """Not admitted and never run: what runs may still change (the CRD's CEL rule says the same)."""
     status = task.get("status") or {}
@@ -321,16 +348,68 @@ def _validate_update(spec: Mapping[str, Any], old: Mapping[str, Any]) -> Verdict
     return None
 
 
-def require_tenant(namespace: str, tenant_name: str | None, tenant_namespaces: Sequence[str]) -> Verdict:
+def require_tenant(namespace: str, tenant_name: str | None) -> Verdict:
     """A Task must live in a tenant's namespace (issue 9): elsewhere it would run as nobody, under no quota.
 
-    The webhook calls this on CREATE with the namespace's tenant (``None`` if none) and every tenant's
-    namespace, and refuses with the verdict's message naming where Tasks may go."""
+    The webhook calls this on CREATE with the namespace's tenant (``None`` if none).  The message
+    names no other namespace: which namespaces belong to which tenants is not the caller's to see."""
     if tenant_name:
         return Verdict()
-    where = ", ".join(sorted(tenant_namespaces)) or "none yet: create a Tenant first"
-    return Verdict.deny(Reason.NO_TENANT, f"namespace {namespace} belongs to no kubetask Tenant; create Tasks in "
-                                          f"a tenant namespace ({where})", "metadata.namespace")
+    return Verdict.deny(Reason.NO_TENANT, f"namespace {namespace} belongs to no kubetask Tenant: create Tasks in "
+                                          f"your tenant's namespace", "metadata.namespace")
+
+
+def namespace_claim(
+    tenant: Mapping[str, Any],
+    others: Iterable[Mapping[str, Any]],
+    *,
+    prefix: str = "kubetask-",
+    release_namespaces: Collection[str] = (),
+    allowlist: Collection[str] = (),
+    old: Mapping[str, Any] | None = None,
+    creating: bool = False,
+) -> Verdict:
+    """May ``tenant`` have the namespace it names?  The webhook and the operator's reconcile both ask.
+
+    Refused: a system namespace (``kube-*``, ``default``, the release's own) unless ``allowlist``
+    names it; a namespace another Tenant of ``others`` claimed first (:func:`claim_order`; with
+    ``creating``, the admission review of a new Tenant, every existing Tenant came first, even one
+    created within the same second).  On UPDATE (``old``) only a change of the namespace is refused.
+    The messages never say which Tenant owns a namespace."""
+    meta = tenant.get("metadata") or {}
+    name = str(meta.get("name") or "")
+    namespace = tenant_namespace(name, tenant.get("spec"), prefix)
+    if old is not None:
+        # An existing Tenant's other changes (limits, finalizers, its deletion) stay possible even if it
+        # lost its claim: the operator keeps it off the namespace, and it must remain deletable.
+        before = tenant_namespace(name, old.get("spec"), prefix)
+        if before != namespace:
+            return Verdict.deny(Reason.IMMUTABLE_FIELD, f"spec.namespace is immutable (it was '{before}'): create "
+                                                        f"a new Tenant for another namespace", "spec.namespace")
+        return Verdict()
+    if system_namespace(namespace, release_namespaces=release_namespaces, allowlist=allowlist):
+        return Verdict.deny(Reason.SYSTEM_NAMESPACE, f"spec.namespace '{namespace}' is a system namespace "
+                                                     f"(kube-*, default or kubetask's own) and cannot belong to a "
+                                                     f"tenant: choose another namespace", "spec.namespace")
+    mine = claim_order(tenant)
+    for other in others:
+        other_name = str((other.get("metadata") or {}).get("name") or "")
+        if other_name == name:
+            continue
+        if tenant_namespace(other_name, other.get("spec"), prefix) == namespace and (
+                creating or claim_order(other) < mine):
+            return Verdict.deny(Reason.NAMESPACE_TAKEN, f"spec.namespace '{namespace}' already belongs to another "
+                                                        f"tenant: choose another namespace", "spec.namespace")
+    return Verdict()
+
+
+def validate_template(spec: Mapping[str, Any]) -> Verdict:
+    """A TaskTemplate's own rules the CRD schema cannot state (see :func:`template_spec_problem`)."""
+    problem = template_spec_problem(spec)
+    if problem is None:
+        return Verdict()
+    field_, message = problem
+    return Verdict.deny(Reason.INVALID_TEMPLATE, f"{field_}: {message}", field_)
 
 
 def placement_warnings(spec: Mapping[str, Any], nodes: Sequence[Mapping[str, Any]], gpu_resource: str,

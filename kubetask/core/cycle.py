@@ -89,10 +89,20 @@ class CycleSettings:
     """Seconds between two writes of one waiting task's estimated start."""
     estimate_tolerance: float = 30.0
     """An estimate that moved by less than this many seconds is not news."""
+    create_retries: int = 3
+    """Retries of a Job create the apiserver refuses as invalid (422/400) before the Task fails as JobRejected."""
+    create_backoff_seconds: float = 1.0
+    """The wait after a Job create failed the first time; it doubles with every further failure."""
+    create_backoff_max_seconds: float = 30.0
+    """The longest wait between two Job creates of one Task (transient errors are retried for ever)."""
 
     @property
     def gpu_toleration(self) -> dict[str, str]:
         return {"key": self.gpu.taint_key, "operator": "Exists", "effect": "NoSchedule"}
+
+
+NO_TENANT = "NoTenant"
+"""The reason on a held Task whose namespace belongs to no Tenant."""
 
 
 @dataclass
@@ -109,6 +119,8 @@ class TaskView:
     """Its Pods by execution id."""
     dependencies: Mapping[str, str | None] = field(default_factory=dict)
     """Each ``dependsOn`` name → that Task's phase (``"Pending"`` before it has one; ``None``: no such Task)."""
+    has_tenant: bool = True
+    """Its namespace belongs to a Tenant; if not (it slipped past the webhook), it is held, never run."""
 
     @property
     def key(self) -> Key:
@@ -128,6 +140,47 @@ class Unreported:
     namespace: str
     demand: Demand
     pod_version: int
+
+
+REJECTED_STATUSES = (400, 422)
+"""The apiserver's answers to a create that no retry can change: the object itself is invalid (BadRequest,
+Invalid).  Everything else (409 conflicts, 403 quota, 429, 5xx, timeouts, no answer) may pass later."""
+
+
+@dataclass(frozen=True)
+class CreateBackoff:
+    """A Task whose Job create failed: how often in a row, the last error, and when to try again."""
+
+    failures: int
+    """Consecutive failed creates."""
+    rejections: int
+    """Of those, the ones the apiserver refused as invalid (a transient failure in between resets none)."""
+    retry_at: datetime
+    """Not admitted again before this."""
+    message: str
+    """The last error, as the apiserver worded it."""
+    give_up: bool = False
+    """Refused as invalid once more than ``create_retries`` allow: the next pass fails the Task (JobRejected)."""
+
+    def event_message(self, job: str) -> str:
+        if self.give_up:
+            return f"Job {job} refused by the apiserver {self.rejections} times; giving up: {self.message}"
+        return f"Creating Job {job} failed (attempt {self.failures}); retrying at " \
+               f"{self.retry_at.strftime('%H:%M:%S')}: {self.message}"
+
+
+def after_create_failure(previous: CreateBackoff | None, *, status: int | None, message: str, now: datetime,
+                         settings: CycleSettings) -> CreateBackoff:
+    """What a failed Job create means: retry after a doubling, capped wait, or (refused as invalid once
+    more than ``settings.create_retries`` allow) give up.  ``status`` is the apiserver's HTTP status
+    (``None``: no answer).  With the defaults a refused Job is created 4 times, 1 s, 2 s and 4 s apart."""
+    failures = (previous.failures if previous else 0) + 1
+    rejected = status in REJECTED_STATUSES
+    rejections = (previous.rejections if previous else 0) + (1 if rejected else 0)
+    if rejected and rejections > settings.create_retries:
+        return CreateBackoff(failures, rejections, now, message, give_up=True)
+    wait = min(settings.create_backoff_max_seconds, settings.create_backoff_seconds * 2 ** (failures - 1))
+    return CreateBackoff(failures, rejections, now + timedelta(seconds=wait), message)
 
 
 @dataclass
@@ -161,6 +214,8 @@ class Snapshot:
     """How many informational waiting-status writes this pass may plan."""
     mono: float = 0.0
     """Monotonic "now", for the write throttles."""
+    create_backoff: Mapping[Key, CreateBackoff] = field(default_factory=dict)
+    """Tasks whose Job create failed lately (:func:`after_create_failure`): held back until ``retry_at``."""
 
 
 @dataclass
@@ -216,6 +271,8 @@ class PassPlan:
     queue_depths: dict[str, int] = field(default_factory=dict)
     problems: list[tuple[Key, str]] = field(default_factory=list)
     """Tasks the core could not digest (failed as InvalidSpec), with the error, for the log."""
+    backoff_done: list[Key] = field(default_factory=list)
+    """Tasks whose create backoff is over (failed as JobRejected, or no longer waiting to be created)."""
 
 
 # ---------------------------------------------------------------------- small rules
@@ -444,6 +501,26 @@ def _reconcile(view: TaskView, snapshot: Snapshot, now: datetime, settings: Cycl
     new_phase = plan.status.get("phase")
     queue = str(spec.get("queue") or settings.default_queue)
     duration = expected_duration(task, snapshot.durations)
+    backoff = snapshot.create_backoff.get(key)
+    if backoff is not None and not plan.admissible:
+        out.backoff_done.append(key)  # admitted, cancelled or finished since: nothing waits to be created
+    elif backoff is not None and backoff.give_up:
+        plan.status = fail(plan.status, reason="JobRejected", message=backoff.message, now=now,
+                           generation=meta.get("generation"))
+        plan.events.append(EventSpec("JobRejected", f"Cannot run: the apiserver refuses its Job: {backoff.message}",
+                                     "Warning"))
+        plan.admissible = False
+        new_phase = plan.status.get("phase")
+        out.backoff_done.append(key)
+    elif backoff is not None and backoff.retry_at > now:
+        plan.admissible = False  # not queued until the wait is over; the timer brings it back
+        out.requeue[key] = min(backoff.retry_at, out.requeue.get(key, backoff.retry_at))
+    if plan.admissible and not view.has_tenant:
+        # Run as nobody, under no quota: never.  It waits (visibly) until a Tenant claims the namespace.
+        plan.admissible = False
+        plan.status = set_waiting(plan.status, reason=NO_TENANT, message=f"namespace {key[0]} belongs to no "
+                                  f"kubetask Tenant: the task waits until a Tenant claims the namespace",
+                                  now=now, position=None, estimated_start=None, generation=meta.get("generation"))
     if plan.admissible:
         exec_id = next_execution_id(plan.status)
         existing = job_name(str(meta["name"]), exec_id)
@@ -591,6 +668,6 @@ def _moved(old: Any, new: datetime | None, tolerance: float) -> bool:
     return abs((new - before).total_seconds()) >= tolerance
 
 
-__all__ = ["ACCOUNTED_ANNOTATION", "CycleSettings", "PassPlan", "Snapshot", "TaskAction", "TaskView", "Unreported",
-           "accounted", "expected_duration", "in_quota", "needs_accounting", "observe", "owned_by", "plan_pass",
-           "settled", "template_spec"]
+__all__ = ["ACCOUNTED_ANNOTATION", "REJECTED_STATUSES", "CreateBackoff", "CycleSettings", "PassPlan", "Snapshot",
+           "TaskAction", "TaskView", "Unreported", "accounted", "after_create_failure", "expected_duration", "in_quota",
+           "needs_accounting", "observe", "owned_by", "plan_pass", "settled", "template_spec"]

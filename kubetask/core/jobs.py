@@ -17,6 +17,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from kubetask import API_VERSION
+from kubetask.core.k8s_names import (
+    FieldError,
+    is_relaxed_env_var_name,
+    validate_annotations,
+    validate_labels,
+    validate_tolerations,
+)
 from kubetask.core.scheduling import DRAINING_LABEL, MILLI, PAUSED_LABEL, Demand, QuantityError, to_milli
 from kubetask.core.templates import RenderedTemplate, render_template
 from kubetask.settings import GpuSettings
@@ -148,6 +155,38 @@ def _env_list(env: Any) -> list[dict[str, Any]]:
 def _merge_env(base: list[dict[str, Any]], extra: list[dict[str, Any]]) -> list[dict[str, Any]]:
     names = {e["name"] for e in extra}
     return [e for e in base if e["name"] not in names] + extra
+
+
+def pod_field_errors(spec: Mapping[str, Any], name: str | None = None) -> list[FieldError]:
+    """What of a Task ``spec`` the apiserver would refuse in the Job :func:`build_workload` makes of it.
+
+    The Task fields copied into the pod template, checked with the apiserver's rules
+    (:mod:`kubetask.core.k8s_names`) and named by their Task path: ``spec.podLabels``,
+    ``spec.podAnnotations`` (with the task-name annotation kubetask adds, when ``name`` is known, for
+    the size limit), ``spec.nodeSelector``, ``spec.tolerations`` and the names of ``spec.env``.
+    """
+    errors: list[FieldError] = []
+    labels = spec.get("podLabels") or {}
+    if isinstance(labels, Mapping):
+        errors += validate_labels(labels, "spec.podLabels")
+    annotations = spec.get("podAnnotations") or {}
+    if isinstance(annotations, Mapping):
+        errors += validate_annotations({**annotations, **({TASK_NAME_ANNOTATION: name} if name else {})},
+                                       "spec.podAnnotations")
+    selector = spec.get("nodeSelector") or {}
+    if isinstance(selector, Mapping):
+        errors += validate_labels(selector, "spec.nodeSelector")
+    tolerations = spec.get("tolerations") or []
+    if isinstance(tolerations, list):
+        errors += validate_tolerations([t for t in tolerations if isinstance(t, Mapping)], "spec.tolerations")
+    env = spec.get("env") or []
+    names = ([(f"spec.env.{key}", str(key)) for key in env] if isinstance(env, Mapping) else
+             [(f"spec.env[{i}].name", str(item.get("name") or ""))
+              for i, item in enumerate(env) if isinstance(item, Mapping) and "name" in item]
+             if isinstance(env, list) else [])
+    for path, env_name in names:
+        errors += [FieldError(path, env_name, msg) for msg in is_relaxed_env_var_name(env_name)]
+    return errors
 
 
 def build_workload(

@@ -1,0 +1,210 @@
+"""Helpers of the crash-safety and load tests: operators as separate processes, and a record of Job creates.
+
+An :class:`OperatorProcess` is ``python -m kubetask.cli operator`` (what ``kubetask operator`` runs), so a
+SIGKILL kills it the way the kernel kills a pod's container: no ``finally``, no Lease released, half-written
+work left behind.  :class:`JobRecorder` watches Jobs from a resourceVersion on and keeps every ADDED event,
+the apiserver's own record of what was created (a Job deleted and made again shows twice).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from kubetask.cluster import LocalCluster
+
+FAST_SECONDS = "1"
+"""How long each simulated container runs (kwok's ``kubetask.dev/sim-duration-seconds``)."""
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_until(predicate: Any, timeout: float, what: str, interval: float = 0.2) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+class OperatorProcess:
+    """One operator replica in a process of its own (webhook off: the tests create Tasks as admin)."""
+
+    def __init__(self, kubeconfig: Path, log_path: Path, *, leader_election: bool, lease_namespace: str) -> None:
+        self.kubeconfig, self.log_path = kubeconfig, log_path
+        self.leader_election, self.lease_namespace = leader_election, lease_namespace
+        self.liveness_port = free_port()
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> OperatorProcess:
+        env = {**os.environ,
+               "KUBETASK_OPERATOR_METRICS_PORT": str(free_port()),
+               "KUBETASK_OPERATOR_LIVENESS_PORT": str(self.liveness_port),
+               "KUBETASK_OPERATOR_LEADER_LEASE_NAMESPACE": self.lease_namespace}
+        command = [sys.executable, "-m", "kubetask.cli", "--log-level", "WARNING", "operator",
+                   "--kubeconfig", str(self.kubeconfig), "--no-webhook"]
+        if not self.leader_election:
+            command.append("--no-leader-election")
+        with self.log_path.open("ab") as log:
+            self.process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
+        return self
+
+    def health(self) -> dict[str, Any] | None:
+        try:
+            response = httpx.get(f"http://127.0.0.1:{self.liveness_port}/healthz", timeout=2)
+        except httpx.HTTPError:
+            return None
+        return dict(response.json()) if response.status_code == 200 else None
+
+    @property
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def is_leader(self) -> bool:
+        """A standby answers ``{"alive": true, "leader": false}``; the leader's probe is Kopf's own."""
+        health = self.health()
+        return self.alive and health is not None and health.get("leader", True) is not False
+
+    def wait_alive(self, timeout: float = 60) -> None:
+        wait_until(lambda: self.health() is not None or not self.alive, timeout, "the operator's liveness endpoint")
+        assert self.alive, f"the operator exited: {self.log_path.read_text()[-3000:]}"
+
+    def kill(self) -> None:
+        """SIGKILL: nothing of the operator runs after this."""
+        if self.alive:
+            assert self.process is not None
+            self.process.send_signal(signal.SIGKILL)
+            self.process.wait(30)
+
+    def stop(self) -> None:
+        if self.alive:
+            assert self.process is not None
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(30)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+
+@dataclass
+class CrashRig:
+    """A tenant namespace of its own on the session cluster, and the operator processes started in it."""
+
+    cluster: LocalCluster
+    kubeconfig: Path
+    namespace: str
+    logs: Path
+    started: list[OperatorProcess]
+
+    def operator(self, *, leader_election: bool = False) -> OperatorProcess:
+        """Start one more operator process (the Lease, if any, lives in this rig's namespace)."""
+        process = OperatorProcess(self.kubeconfig, self.logs / f"operator-{len(self.started)}.log",
+                                  leader_election=leader_election, lease_namespace=self.namespace).start()
+        self.started.append(process)
+        return process
+
+
+@dataclass
+class LiveApi:
+    """``kubetask api``'s server in a process of its own on loopback, with the operator running (another process)."""
+
+    url: str
+    keys: list[str]
+    namespaces: list[str]
+
+
+class JobRecorder:
+    """Every Job created in ``namespace`` from now on (watch ADDED events, in etcd order)."""
+
+    def __init__(self, cluster: LocalCluster, namespace: str) -> None:
+        self.cluster = cluster
+        self.path = f"/apis/batch/v1/namespaces/{namespace}/jobs"
+        listed = cluster.admin().get(self.path)
+        listed.raise_for_status()
+        self._rv = str(listed.json()["metadata"]["resourceVersion"])
+        self.added: list[dict[str, Any]] = []
+        self.error: BaseException | None = None
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="job recorder", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        context = ssl.create_default_context(cafile=str(self.cluster.ca_file))
+        with httpx.Client(base_url=self.cluster.url, verify=context, timeout=httpx.Timeout(30, read=30),
+                          headers={"Authorization": f"Bearer {self.cluster.admin_token}"}) as http:
+            failures = 0
+            while not self._stop.is_set() and self.error is None:
+                params = {"watch": "true", "resourceVersion": self._rv, "allowWatchBookmarks": "true",
+                          "timeoutSeconds": "5"}
+                try:
+                    with http.stream("GET", self.path, params=params) as response:
+                        response.raise_for_status()
+                        for line in response.iter_lines():
+                            if line:
+                                self._event(json.loads(line))
+                    failures = 0
+                except httpx.HTTPError as error:
+                    failures += 1
+                    if failures > 30:
+                        self.error = error
+                    time.sleep(0.2)
+
+    def _event(self, event: dict[str, Any]) -> None:
+        obj = event.get("object") or {}
+        if event.get("type") == "ERROR":  # 410 Gone: events were lost, so the record would be incomplete
+            self.error = RuntimeError(f"watch {self.path}: {obj}")
+            return
+        self._rv = str((obj.get("metadata") or {}).get("resourceVersion") or self._rv)
+        if event.get("type") == "ADDED":
+            with self._lock:
+                self.added.append(obj)
+
+    def per_task(self) -> Counter[str]:
+        """Jobs created per Task (the ``kubetask.io/task-name`` annotation)."""
+        assert self.error is None, f"the Job recorder failed: {self.error!r}"
+        with self._lock:
+            return Counter(str((j["metadata"].get("annotations") or {}).get("kubetask.io/task-name"))
+                           for j in self.added)
+
+    def names_created_twice(self) -> list[str]:
+        with self._lock:
+            names = Counter(j["metadata"]["name"] for j in self.added)
+        return sorted(name for name, count in names.items() if count > 1)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(10)
+
+
+def task_body(name: str, namespace: str) -> dict[str, Any]:
+    """A short CPU task (about a second on a kwok node) that asks for little, so hundreds run at once."""
+    return {"apiVersion": "kubetask.io/v1alpha1", "kind": "Task", "metadata": {"name": name, "namespace": namespace},
+            "spec": {"image": "busybox", "command": ["true"], "resources": {"cpu": "10m", "memory": "16Mi"},
+                     "podAnnotations": {"kubetask.dev/sim-duration-seconds": FAST_SECONDS}}}
+
+
+def phases(cluster: LocalCluster, namespace: str) -> dict[str, dict[str, Any]]:
+    """Every Task of ``namespace`` by name → its status."""
+    response = cluster.admin().get(f"/apis/kubetask.io/v1alpha1/namespaces/{namespace}/tasks")
+    response.raise_for_status()
+    return {t["metadata"]["name"]: t.get("status") or {} for t in response.json().get("items") or []}
