@@ -11,11 +11,12 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import APIRouter, FastAPI
+from fastapi import APIRouter, Depends, FastAPI
 from fastapi.routing import APIRoute
 
 from kubetask import __version__
-from kubetask.api.docs import install_docs
+from kubetask.api.deps import writes_need_apiserver
+from kubetask.api.docs import install_docs, install_openapi
 from kubetask.api.errors import install_error_handlers
 from kubetask.api.live import LiveService
 from kubetask.api.metrics import ApiMetrics
@@ -96,9 +97,11 @@ def create_app(settings: ApiSettings, kube: KubeSettings, *, client: KubeClient 
         kube_client = client
         owns = kube_client is None
         if kube_client is None:
-            kube_client = await KubeClient.connect(kube.kubeconfig, kube.context)
+            kube_client = await KubeClient.connect(kube.kubeconfig, kube.context,
+                                                   request_timeout=settings.apiserver_timeout_seconds)
         state = AppState.build(settings, kube, kube_client, owns_client=owns, metrics=metrics)
         app.state.kubetask = state
+        state.upstream.start()
         state.informers.start()
         live, webhook_cache = LiveService(state), webhooks.start_webhook_cache(state)  # issue 13
         if not await state.informers.wait_synced(SYNC_TIMEOUT_SECONDS):
@@ -110,6 +113,7 @@ def create_app(settings: ApiSettings, kube: KubeSettings, *, client: KubeClient 
             await live.stop()
             await webhook_cache.stop()
             await state.informers.stop()
+            await state.upstream.stop()
             if owns:
                 await kube_client.close()
 
@@ -124,10 +128,12 @@ def create_app(settings: ApiSettings, kube: KubeSettings, *, client: KubeClient 
         redoc_url=None,
     )
     install_docs(app)
+    install_openapi(app)
     install_error_handlers(app)
     app.add_middleware(RequestContextMiddleware, metrics=metrics)
 
-    v1 = APIRouter(prefix=API_PREFIX)
+    outage_guard = [Depends(writes_need_apiserver)]
+    v1 = APIRouter(prefix=API_PREFIX, dependencies=outage_guard)
     v1.include_router(events.router)  # before tasks: /tasks/events is not a task id
     v1.include_router(tasks.router)
     v1.include_router(webhooks.router)
@@ -140,8 +146,8 @@ def create_app(settings: ApiSettings, kube: KubeSettings, *, client: KubeClient 
     v1.include_router(system.router)
     app.include_router(v1)
     # The Task Manager API speaks without a prefix: the same routes at the root, left out of the schema.
-    app.include_router(tasks.router, include_in_schema=False)
-    app.include_router(system.router, include_in_schema=False)
+    app.include_router(tasks.router, include_in_schema=False, dependencies=outage_guard)
+    app.include_router(system.router, include_in_schema=False, dependencies=outage_guard)
     app.include_router(events.ws_router)  # seed 004's /ws/tasks
     app.include_router(ui_router)  # the dashboard at /ui
     return app

@@ -1,10 +1,15 @@
 """Who is calling: ``X-API-Key`` (hashed keys referenced from Tenants) or a Kubernetes bearer token.
 
 * API keys: each Tenant lists Secret references in ``spec.apiKeys``; the Secret
-  holds the SHA-256 hex digest of the key.  Secrets labelled
-  ``kubetask.io/api-key=true`` come from an informer; a referenced Secret
-  without the label is fetched on demand (and re-fetched at most every few
-  seconds when an unknown key shows up).
+  holds the SHA-256 hex digest of the key.  Two sources of those digests:
+
+  - *published* (the chart): the operator copies every tenant's digests into one
+    Secret in the release namespace (:mod:`kubetask.core.access`), and the API
+    watches that Secret alone: it needs no Secret read anywhere else;
+  - *direct* (dev, tests with admin credentials): Secrets labelled
+    ``kubetask.io/api-key=true`` come from an informer; a referenced Secret
+    without the label is fetched on demand (and re-fetched at most every few
+    seconds when an unknown key shows up).
 * Bearer tokens: a ``TokenReview`` (``authentication.k8s.io/v1``) names the
   user/ServiceAccount and groups; the Tenant whose ``spec.subjects`` lists one of
   them is the caller.  Reviews are cached briefly per token digest.
@@ -13,16 +18,16 @@
 from __future__ import annotations
 
 import asyncio
-import base64
 import hashlib
 import hmac
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from kubetask.core.access import parse_key_secret, secret_value
 from kubetask.core.objects import Obj
-from kubetask.core.tenants import namespace_of
+from kubetask.core.tenants import namespace_of, namespace_owners, tenant_namespace
 from kubetask.core.tokens import hash_api_key
 from kubetask.kube.cache import Informer
 from kubetask.kube.client import SECRETS, TOKEN_REVIEWS, ApiError, KubeClient
@@ -50,19 +55,6 @@ class Principal:
         return self.tenant
 
 
-def _decode_secret_value(secret: Mapping[str, Any], key: str) -> str | None:
-    data = secret.get("data") or {}
-    if key in data and data[key] is not None:
-        try:
-            return base64.b64decode(str(data[key])).decode().strip().lower()
-        except (ValueError, UnicodeDecodeError):
-            return None
-    string_data = secret.get("stringData") or {}
-    if key in string_data and string_data[key] is not None:
-        return str(string_data[key]).strip().lower()
-    return None
-
-
 class Authenticator:
     """Resolves credentials to a :class:`Principal` from the caches (plus TokenReview for tokens)."""
 
@@ -75,10 +67,14 @@ class Authenticator:
         namespace_prefix: str = "kubetask-",
         refetch_interval: float = 2.0,
         token_ttl: float = 60.0,
+        published: tuple[str, str] | None = None,
     ) -> None:
         self.client = client
         self.tenants = tenants
         self.secrets = secrets
+        self.published = published
+        """``(namespace, name)`` of the operator-published digest Secret (``secrets`` then watches only it);
+        None: ``secrets`` holds the tenants' labelled key Secrets and the rest are fetched on demand."""
         self.namespace_prefix = namespace_prefix
         self.refetch_interval = refetch_interval
         self.token_ttl = token_ttl
@@ -89,8 +85,24 @@ class Authenticator:
         self._last_fetch = 0.0
         self._fetch_lock = asyncio.Lock()
         self._token_cache: dict[str, tuple[float, str | None, str | None]] = {}
+        self._owners: dict[str, str] = {}
+        self._owners_at = -1
+        self.upstream_down: Callable[[], bool] = lambda: False
+        """Whether the apiserver is known not to answer: an unknown key is then not looked up there."""
 
     # ------------------------------------------------------------------ helpers
+
+    def owns_namespace(self, tenant: Mapping[str, Any]) -> bool:
+        """Whether ``tenant`` owns the namespace it names, by the operator's rule (the first claimant; a
+        system namespace only once the operator accepted it).  A Tenant that slipped in while the webhook
+        was down naming another's namespace must not act there through the API either."""
+        if self._owners_at != self.tenants.generation:
+            tenants = self.tenants.list()
+            accepted = {str(ns) for t in tenants if (ns := (t.get("status") or {}).get("namespace"))}
+            self._owners = namespace_owners(tenants, self.namespace_prefix, allowlist=accepted)
+            self._owners_at = self.tenants.generation
+        name = str((tenant.get("metadata") or {}).get("name"))
+        return self._owners.get(tenant_namespace(name, tenant.get("spec"), self.namespace_prefix)) == name
 
     def principal_for(self, tenant: Mapping[str, Any], *, via: str, username: str | None = None,
                       profile: str | None = None) -> Principal:
@@ -120,6 +132,11 @@ class Authenticator:
         if stamp == self._built_at:
             return
         key_map: dict[str, tuple[str, str | None]] = {}
+        if self.published is not None:
+            entries = parse_key_secret(self.secrets.get(self.published[1], self.published[0]))
+            self._key_map = {digest: (entry.tenant, entry.profile) for digest, entry in entries.items()}
+            self._built_at = stamp
+            return
         for tenant in self.tenants.list():
             tname = str((tenant.get("metadata") or {}).get("name"))
             tns = namespace_of(tenant, self.namespace_prefix)
@@ -129,7 +146,7 @@ class Authenticator:
                 secret = self._secret(str(ref["name"]), str(ref.get("namespace") or tns))
                 if secret is None:
                     continue
-                digest = _decode_secret_value(secret, str(ref.get("key") or "sha256"))
+                digest = secret_value(secret, str(ref.get("key") or "sha256"))
                 if digest:
                     key_map[digest] = (tname, str(ref["profile"]) if ref.get("profile") else None)
         self._key_map = key_map
@@ -137,6 +154,8 @@ class Authenticator:
 
     async def _fetch_missing_secrets(self) -> None:
         """GET referenced Secrets the label-selected informer does not hold (rate-limited)."""
+        if self.upstream_down():
+            return
         async with self._fetch_lock:
             now = time.monotonic()
             if now - self._last_fetch < self.refetch_interval:
@@ -162,14 +181,16 @@ class Authenticator:
         digest = hash_api_key(key)
         self._rebuild()
         found = self._lookup(digest)
-        if found is None:
+        if found is None and self.published is None:  # a published set is complete: nothing to fetch
             await self._fetch_missing_secrets()
             self._rebuild()
             found = self._lookup(digest)
         if found is None:
             return None
         tenant = self.tenants.get(found[0])
-        return self.principal_for(tenant, via="api-key", profile=found[1]) if tenant is not None else None
+        if tenant is None or not self.owns_namespace(tenant):
+            return None
+        return self.principal_for(tenant, via="api-key", profile=found[1])
 
     def _lookup(self, digest: str) -> tuple[str, str | None] | None:
         for known, entry in self._key_map.items():
@@ -194,7 +215,7 @@ class Authenticator:
         if tenant_name is None:
             return None
         tenant = self.tenants.get(tenant_name)
-        if tenant is None:
+        if tenant is None or not self.owns_namespace(tenant):
             return None
         return self.principal_for(tenant, via="token", username=username)
 

@@ -8,6 +8,7 @@ from fastapi import Depends, Request
 
 from kubetask.api.auth import Principal
 from kubetask.api.state import AppState
+from kubetask.api.upstream import WRITE_METHODS
 from kubetask.core.rest.errors import RestError
 from kubetask.core.rest.profiles import CANONICAL, PROFILE_HEADER, PROFILES, ROOT_PATH_PROFILE, Profile, profile_named
 from kubetask.core.tenants import tenant_limits
@@ -37,6 +38,15 @@ async def get_task_cache(state: State) -> Informer:
     if not state.tasks.synced and not await state.tasks.wait_synced(SYNC_WAIT_SECONDS):
         raise RestError(503, "SERVICE_UNAVAILABLE", "the task cache is not synced yet; try again shortly")
     return state.tasks
+
+
+async def writes_need_apiserver(request: Request) -> None:
+    """Router dependency: while the apiserver does not answer, a write is refused at once (503, Retry-After)
+    instead of waiting for its deadline, and nothing is sent that a resumed apiserver would still execute."""
+    if request.method in WRITE_METHODS:
+        state: AppState = request.app.state.kubetask
+        if state.upstream.down:
+            raise state.upstream.unavailable()
 
 
 Cluster = Annotated[KubeClient, Depends(get_cluster)]

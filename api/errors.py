@@ -23,6 +23,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from kubetask.api.upstream import WRITE_METHODS
 from kubetask.core.rest.errors import RestError
 from kubetask.core.rest.profiles import CANONICAL, Profile
 from kubetask.core.times import now_iso
@@ -46,6 +47,8 @@ _STATUS_CODES: dict[int, str] = {
     500: "INTERNAL_ERROR",
     503: "SERVICE_UNAVAILABLE",
 }
+
+_RETRY_SOON = {"Retry-After": "5"}
 
 _WEBHOOK_PREFIX = re.compile(r'^admission webhook "[^"]*" denied the request:\s*')
 
@@ -131,11 +134,13 @@ def problem_from_api_error(error: ApiError, *, what: str = "request") -> RestErr
     lowered = message.lower()
     if error.status >= 500 and ("failed calling webhook" in lowered or "webhook" in lowered):
         return RestError(503, "SERVICE_UNAVAILABLE",
-                         f"admission is unavailable, try again shortly ({message})")
+                         f"admission is unavailable, try again shortly ({message})", headers=_RETRY_SOON)
     if error.status in (500, 502, 503, 504):
-        return RestError(503, "SERVICE_UNAVAILABLE", f"the Kubernetes API is unavailable: {message}")
+        return RestError(503, "SERVICE_UNAVAILABLE", f"the Kubernetes API is unavailable: {message}",
+                         headers=_RETRY_SOON)
     if error.status == 429:
-        return RestError(503, "SERVICE_UNAVAILABLE", f"the Kubernetes API is throttling: {message}")
+        return RestError(503, "SERVICE_UNAVAILABLE", f"the Kubernetes API is throttling: {message}",
+                         headers=_RETRY_SOON)
     if error.status == 404:
         return RestError(404, "NOT_FOUND", message or f"{what} not found")
     if error.status == 409:
@@ -171,6 +176,26 @@ def _loc_to_field(loc: tuple[Any, ...] | list[Any]) -> str:
     return ".".join(parts) or ".".join(str(p) for p in loc)
 
 
+def _upstream_failed(request: Request, reason: str) -> JSONResponse:
+    """A call to the apiserver timed out or could not connect: 503 with ``Retry-After``, and the monitor learns
+    of it at once (later writes are refused without waiting; reads are marked stale)."""
+    state = getattr(request.app.state, "kubetask", None)
+    monitor = getattr(state, "upstream", None)
+    retry_after = 5
+    if monitor is not None:
+        monitor.failed(reason)
+        retry_after = monitor.retry_after
+    detail = reason
+    if request.method in WRITE_METHODS:
+        # The request may have reached the apiserver and may still be executed: only a create with an
+        # Idempotency-Key (or an update, which is idempotent) is safe to retry blindly.
+        detail += ("; the change may or may not have been made: retry with the same Idempotency-Key "
+                   f"in {retry_after} s")
+    else:
+        detail += f"; retry in {retry_after} s"
+    return error_response(request, 503, detail, "SERVICE_UNAVAILABLE", headers={"Retry-After": str(retry_after)})
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RestError)
     async def _rest_error(request: Request, exc: RestError) -> JSONResponse:
@@ -180,11 +205,16 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
         problem = problem_from_api_error(exc)
-        return error_response(request, problem.status, problem.detail, problem.code, field=problem.field)
+        return error_response(request, problem.status, problem.detail, problem.code, field=problem.field,
+                              headers=problem.headers)
 
     @app.exception_handler(aiohttp.ClientError)
     async def _unreachable(request: Request, exc: aiohttp.ClientError) -> JSONResponse:
-        return error_response(request, 503, f"the Kubernetes API is unreachable: {exc}", "SERVICE_UNAVAILABLE")
+        return _upstream_failed(request, f"the Kubernetes API is unreachable: {type(exc).__name__}: {exc}")
+
+    @app.exception_handler(TimeoutError)
+    async def _timed_out(request: Request, exc: TimeoutError) -> JSONResponse:
+        return _upstream_failed(request, "the Kubernetes API did not answer in time")
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:

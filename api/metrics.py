@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
-from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from kubetask.core.phases import PUBLIC_STATUSES, public_status
@@ -61,6 +61,28 @@ def _run_seconds(task: dict[str, Any]) -> float | None:
     return max(0.0, (finished - started).total_seconds())
 
 
+class LiveCollector(Collector):
+    """``kubetask_api_live_*``: the live hub's open subscriptions, events published, overflowed clients.
+
+    Read from the hub at scrape time (plain ints it keeps anyway): nothing is added to the fan-out's path."""
+
+    def __init__(self, subscribers: Callable[[], int], published: Callable[[], int],
+                 overflows: Callable[[], int]) -> None:
+        self._subscribers, self._published, self._overflows = subscribers, published, overflows
+
+    def collect(self) -> Iterator[Metric]:
+        open_now = GaugeMetricFamily("kubetask_api_live_subscribers", "Open SSE and WebSocket subscriptions")
+        open_now.add_metric([], self._subscribers())
+        yield open_now
+        published = CounterMetricFamily("kubetask_api_live_events", "Task events published to live subscribers")
+        published.add_metric([], self._published())
+        yield published
+        overflows = CounterMetricFamily("kubetask_api_live_overflows",
+                                        "Live clients closed because they fell too far behind")
+        overflows.add_metric([], self._overflows())
+        yield overflows
+
+
 class ApiMetrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
@@ -74,5 +96,15 @@ class ApiMetrics:
             registry=self.registry,
         )
 
-    def track_tasks(self, tasks: Callable[[], Iterable[dict[str, Any]]]) -> None:
-        self.registry.register(TaskCollector(tasks))
+    def exposition(self, tasks: Iterable[dict[str, Any]] | None) -> bytes:
+        """The API's own metrics, plus the task metrics over ``tasks`` (the caller's, scoped by the route;
+        ``None``: an anonymous scrape, which learns nothing about what tenants run)."""
+        out = generate_latest(self.registry)
+        if tasks is None:
+            return out
+        scoped = CollectorRegistry(auto_describe=True)
+        scoped.register(TaskCollector(lambda: tasks))
+        return out + generate_latest(scoped)
+
+    def track_live(self, collector: LiveCollector) -> None:
+        self.registry.register(collector)

@@ -1,7 +1,9 @@
 """Pure-ASGI middleware: request ids, ``X-RateLimit-*`` headers and request metrics.
 
 Pure ASGI (not ``BaseHTTPMiddleware``) so streamed responses (``logs?follow=true``)
-pass through untouched.  It also smooths two client habits before routing:
+pass through untouched.  A read answered while the apiserver does not answer carries
+``Warning: 110 - "Response is Stale"`` and ``X-Kubetask-Stale: true`` (see :mod:`kubetask.api.upstream`).
+It also smooths two client habits before routing:
 
 - a trailing slash (``/api/v1/tasks/``) is served as the path without it, instead of
   a 307 redirect that clients which do not follow redirects (httpx) take as an error;
@@ -20,10 +22,12 @@ from typing import Any
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from kubetask.api.metrics import ApiMetrics
+from kubetask.api.upstream import STALE_HEADERS
 from kubetask.core.rest.profiles import CANONICAL, ROOT_PATH_PROFILE, profile_named
 
 _VALID_RID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+_READ_METHODS = frozenset({"GET", "HEAD"})
 _READ_AS_JSON = (b"text/plain", b"application/x-www-form-urlencoded")
 
 
@@ -46,6 +50,14 @@ def normalize_scope(scope: Scope) -> None:
                 break
         else:
             scope["headers"] = [*headers, (b"content-type", b"application/json")]
+
+
+def _apiserver_down(scope: Scope) -> bool:
+    """Whether the app's apiserver monitor says the apiserver does not answer (reads then come from caches that
+    may be behind: they are marked stale)."""
+    app = scope.get("app")
+    monitor = getattr(getattr(getattr(app, "state", None), "kubetask", None), "upstream", None)
+    return bool(getattr(monitor, "down", False))
 
 
 class RequestContextMiddleware:
@@ -75,6 +87,7 @@ class RequestContextMiddleware:
                 state["profile"] = profile_named(value.decode("latin-1")) or state["profile"]
                 break
         started = time.perf_counter()
+        reads = scope.get("method") in _READ_METHODS
         status_holder = {"code": 500}
 
         async def send_wrapper(message: Message) -> None:
@@ -87,6 +100,8 @@ class RequestContextMiddleware:
                 for key, value in (state.get("ratelimit_headers") or {}).items():
                     if key.lower().encode() not in present:
                         headers.append((key.lower().encode(), str(value).encode()))
+                if reads and _apiserver_down(scope):
+                    headers.extend(STALE_HEADERS)
                 message["headers"] = headers
             await send(message)
 

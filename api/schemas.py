@@ -106,9 +106,12 @@ class TaskCreate(BaseModel):
         {"name": "Data Processing Script", "description": "Process CSV data and generate report",
          "script_content": "import pandas as pd\nprint('Processing...')", "script_type": "python",
          "timeout_seconds": 30, "metadata": {"tags": ["data", "processing"], "priority": "high"}},
-        {"task_name": "process_payment", "task_args": [1234],
-         "task_kwargs": {"currency": "USD", "amount": 99.99}, "priority": 8, "queue_name": "payments",
-         "max_retries": 3, "timeout_seconds": 300, "scheduled_at": "2026-01-25T14:30:00Z"},
+        # The Distributed Task Queue System API's shape: ``task_name`` names a TaskTemplate (or an alias),
+        # here a built-in one so the example runs on any installation; kwargs it declares fill its parameters.
+        {"task_name": "python-script", "task_args": [1234],
+         "task_kwargs": {"script": "print('payment 1234 processed')", "currency": "USD", "amount": 99.99},
+         "priority": 8, "queue_name": "payments", "max_retries": 3, "timeout_seconds": 300,
+         "scheduled_at": "2030-01-25T14:30:00Z"},
         {"task_type": "text_generation", "model_name": "microsoft/DialoGPT-medium",
          "input_data": {"prompt": "Hello, how are you today?"},
          "parameters": {"max_length": 100, "temperature": 0.8, "do_sample": True}},
@@ -408,17 +411,26 @@ class TemplateValidation(BaseModel):
 
 
 class Health(BaseModel):
+    """The verdict and the version for anyone; reasons, uptime and task counts only for a caller with
+    credentials, and then of its own tasks (an admin's: everyone's)."""
+
     model_config = ConfigDict(extra="allow", json_schema_extra={"examples": [{
+        "status": "healthy", "timestamp": "2025-05-30T12:00:00Z", "version": "0.1.0",
+        "checks": {"apiserver": "healthy", "cache": "healthy"},
+    }, {
         "status": "healthy", "timestamp": "2025-05-30T12:00:00Z", "version": "0.1.0", "uptime": 3600,
-        "checks": {"apiserver": "healthy", "cache": "healthy"}, "active_tasks": 5, "pending_tasks": 12,
-        "completed_tasks": 157, "failed_tasks": 3,
+        "checks": {"apiserver": "healthy", "cache": "healthy"}, "scope": "alice", "active_tasks": 5,
+        "pending_tasks": 12, "completed_tasks": 157, "failed_tasks": 3, "cancelled_tasks": 1,
     }]})
-    status: str
+    status: str = Field(description="healthy or unhealthy")
     timestamp: str
     version: str
-    uptime: float
-    checks: dict[str, str]
-    active_tasks: int
-    pending_tasks: int
-    completed_tasks: int
-    failed_tasks: int
+    checks: dict[str, str] = Field(description="apiserver and cache: healthy, unreachable, syncing (with the "
+                                               "reason for a caller with credentials)")
+    uptime: float | None = None
+    scope: str | None = Field(default=None, description="Whose tasks the counts cover: the tenant, or all")
+    active_tasks: int | None = None
+    pending_tasks: int | None = None
+    completed_tasks: int | None = None
+    failed_tasks: int | None = None
+    cancelled_tasks: int | None = None

@@ -11,6 +11,8 @@ from typing import Any
 from kubetask.api.auth import Authenticator
 from kubetask.api.metrics import ApiMetrics
 from kubetask.api.ratelimit import RateLimiter
+from kubetask.api.upstream import ApiserverMonitor
+from kubetask.core.access import API_KEY_SELECTOR
 from kubetask.core.admission import NOT_ADMITTED_PHASES
 from kubetask.core.objects import LABEL_USER
 from kubetask.core.rest.query import task_row
@@ -20,20 +22,11 @@ from kubetask.kube.client import NODES, PODS, SECRETS, TASK_TEMPLATES, TASKS, TE
 from kubetask.kube.lean import lean_pod, without_managed_fields
 from kubetask.settings import ApiSettings, KubeSettings
 
-API_KEY_SELECTOR = "kubetask.io/api-key=true"
-
 
 def _task_user(obj: Obj) -> list[str]:
     spec = obj.get("spec") or {}
     labels = (obj.get("metadata") or {}).get("labels") or {}
     return [v for v in {spec.get("user"), labels.get(LABEL_USER)} if v]
-
-
-@dataclass
-class HealthProbe:
-    checked_at: float = 0.0
-    ok: bool = False
-    detail: str = "not checked"
 
 
 class ResultCache:
@@ -101,11 +94,12 @@ class AppState:
     client: KubeClient
     informers: InformerSet
     auth: Authenticator
+    upstream: ApiserverMonitor
+    """Whether the apiserver answers (writes refused, reads marked stale while it does not)."""
     limiter: RateLimiter = field(default_factory=RateLimiter)
     metrics: ApiMetrics = field(default_factory=ApiMetrics)
     started_at: float = field(default_factory=time.time)
     owns_client: bool = False
-    health: HealthProbe = field(default_factory=HealthProbe)
     extra: dict[str, Any] = field(default_factory=dict)
     task_queries: ResultCache = field(default_factory=ResultCache)
     pending: PendingCounts = field(default_factory=PendingCounts)
@@ -137,15 +131,26 @@ class AppState:
                                         transform=without_managed_fields))
         informers.add("templates", Informer(client, TASK_TEMPLATES, transform=without_managed_fields))
         informers.add("tenants", Informer(client, TENANTS, transform=without_managed_fields))
-        informers.add("secrets", Informer(client, SECRETS, label_selector=API_KEY_SELECTOR,
-                                          transform=without_managed_fields))
+        published = (settings.keys_secret_namespace, settings.keys_secret_name) \
+            if settings.keys_secret_namespace else None
+        if published is not None:  # one Secret, by name: what a Role with resourceNames lets the API watch
+            informers.add("secrets", Informer(client, SECRETS, namespace=published[0],
+                                              field_selector=f"metadata.name={published[1]}",
+                                              transform=without_managed_fields))
+        else:
+            informers.add("secrets", Informer(client, SECRETS, label_selector=API_KEY_SELECTOR,
+                                              transform=without_managed_fields))
         informers.add("nodes", Informer(client, NODES, transform=without_managed_fields))
         informers.add("pods", Informer(client, PODS, label_selector="kubetask.io/task", indexers={"node": pod_node},
                                        transform=lean_pod))
         auth = Authenticator(client, informers["tenants"], informers["secrets"],
-                             namespace_prefix=settings.tenant_namespace_prefix)
+                             namespace_prefix=settings.tenant_namespace_prefix, published=published)
+        upstream = ApiserverMonitor(client, interval=settings.apiserver_probe_interval_seconds,
+                                    timeout=settings.apiserver_timeout_seconds,
+                                    retry_after=settings.retry_after_seconds,
+                                    activity=lambda: informers.events)
         state = cls(settings=settings, kube_settings=kube, client=client, informers=informers, auth=auth,
-                    owns_client=owns_client, metrics=metrics or ApiMetrics())
-        state.metrics.track_tasks(lambda: informers["tasks"].list())
+                    upstream=upstream, owns_client=owns_client, metrics=metrics or ApiMetrics())
+        auth.upstream_down = lambda: upstream.down
         informers["tasks"].add_listener(state.pending.on_event)
         return state

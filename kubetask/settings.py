@@ -97,13 +97,42 @@ class OperatorSettings(BaseSettings):
     """A Tenant's namespace is ``<prefix><tenant>`` unless the Tenant says otherwise."""
 
     delete_namespace_with_tenant: bool = False
-    """Deleting a Tenant deletes its namespace too (default: the namespace is kept)."""
+    """Deleting a Tenant deletes its namespace too (default: the namespace is kept); only a namespace the
+    operator itself created for that Tenant, never one that existed before."""
+
+    release_namespace: str | None = None
+    """The namespace kubetask itself is installed in (the chart's release namespace): no Tenant may claim it.
+    Unset: ``webhook_service_namespace``, if that is set."""
+
+    tenant_namespace_allowlist: list[str] = Field(default_factory=list)
+    """System namespaces (``kube-*``, ``default``, the release's own) a Tenant may nevertheless claim, e.g.
+    ``["default"]`` on a single-user dev cluster.  Empty: none; the webhook and the operator refuse them."""
 
     callback_secret: str = "kubetask-dev-callback-secret"
     """HMAC key for per-task completion-callback tokens; set a real secret in production."""
 
     callback_url: str | None = None
     """URL of the REST API as seen from task pods, passed to them for the completion callback."""
+
+    api_keys_secret_namespace: str | None = None
+    """Where to publish every Tenant's API-key digests (one Secret, the release namespace), so the API reads
+    them without any Secret grant elsewhere; unset: nothing is published (the API reads the key Secrets itself)."""
+
+    api_keys_secret_name: str = "kubetask-api-keys"
+    """Name of the published API-key digest Secret (the API's ``keys_secret_name``)."""
+
+    api_keys_resync_seconds: float = 30.0
+    """How often key Secrets without the ``kubetask.io/api-key=true`` label (not watched) are re-read."""
+
+    api_service_account_name: str | None = None
+    """The API's ServiceAccount: bound in each tenant namespace to ``api_tenant_cluster_role``."""
+
+    api_service_account_namespace: str | None = None
+    """Namespace of ``api_service_account_name`` (the release namespace)."""
+
+    api_tenant_cluster_role: str | None = None
+    """ClusterRole with what the API needs in a tenant namespace (alert acks, webhook signing secrets); the
+    operator binds it there with a RoleBinding per Tenant. Unset (or no service account): no binding."""
 
 
 class ApiSettings(BaseSettings):
@@ -125,6 +154,28 @@ class ApiSettings(BaseSettings):
 
     tenant_namespace_prefix: str = "kubetask-"
     """Same meaning as the operator's setting of that name."""
+
+    keys_secret_namespace: str | None = None
+    """Namespace of the operator-published API-key digest Secret: when set, API keys are checked against that
+    one Secret only (RBAC: get/list/watch on it alone). Unset: the API reads the Tenants' key Secrets itself,
+    which needs Secret read wherever they live (dev and tests with admin credentials)."""
+
+    keys_secret_name: str = "kubetask-api-keys"
+    """Name of that Secret (the operator's ``api_keys_secret_name``)."""
+
+    apiserver_timeout_seconds: float = Field(default=5.0, gt=0)
+    """How long each request the API makes to the apiserver (watches excepted) may go without an answer:
+    connecting, then between two reads (waiting for a pooled connection does not count; the whole request is
+    capped at six times this). A write that misses it answers 503 ``SERVICE_UNAVAILABLE`` with ``Retry-After``
+    instead of hanging the client."""
+
+    apiserver_probe_interval_seconds: float = Field(default=1.0, gt=0)
+    """How often the API checks that the apiserver answers (``GET /version``, with the deadline above capped
+    at 2 s). While it does not, writes are refused at once with 503 and reads from the watch cache are marked
+    stale (``Warning: 110``, ``X-Kubetask-Stale``)."""
+
+    retry_after_seconds: int = Field(default=5, ge=1)
+    """The ``Retry-After`` the API sends with a 503 while the apiserver is unreachable."""
 
 
 class WebhookSettings(BaseSettings):

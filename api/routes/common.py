@@ -159,10 +159,7 @@ async def create_task_object(
     templates: Sequence[Mapping[str, Any]] | None = None,
 ) -> Obj:
     """Admission check, then create with a generated name (retrying on AlreadyExists); cache the result."""
-    tenant = tenant_of(state, user)
-    admit(obj, tenant, lambda: tenant_tasks(state, user.tenant, user.namespace),
-          list(templates) if templates is not None else state.templates.list(),
-          pending_count=lambda name: pending_count(state, user, name))
+    _admit(state, user, obj, templates)
     display = (obj.get("spec") or {}).get("displayName")
     last_error: ApiError | None = None
     for _ in range(5):
@@ -173,14 +170,51 @@ async def create_task_object(
             if error.already_exists:
                 last_error = error
                 continue
-            if error.status == 404:
-                raise RestError(503, "SERVICE_UNAVAILABLE",
-                                f"the namespace {user.namespace} of tenant {user.tenant} is not ready yet "
-                                f"(or the Task CRD is not installed)") from error
-            raise problem_from_api_error(error) from error
+            raise _create_problem(user, error) from error
         state.tasks.upsert(created)
         return created
     raise problem_from_api_error(last_error) if last_error else RestError(409, "CONFLICT", "name clash")
+
+
+async def create_named_task_object(
+    state: AppState,
+    user: Principal,
+    obj: Obj,
+    *,
+    templates: Sequence[Mapping[str, Any]] | None = None,
+) -> tuple[Obj, bool]:
+    """Admission check, then create under the name ``obj`` already carries (an idempotent create):
+    ``(task, True)``, or ``(the task of that name, False)`` when the apiserver says it already exists."""
+    name = str(obj["metadata"]["name"])
+    _admit(state, user, obj, templates)
+    try:
+        created = await state.client.create(TASKS, obj, user.namespace)
+    except ApiError as error:
+        if not error.already_exists:
+            raise _create_problem(user, error) from error
+        try:
+            existing = await state.client.get(TASKS, name, user.namespace)
+        except ApiError as again:
+            raise problem_from_api_error(again) from again
+        state.tasks.upsert(existing)
+        return existing, False
+    state.tasks.upsert(created)
+    return created, True
+
+
+def _admit(state: AppState, user: Principal, obj: Obj, templates: Sequence[Mapping[str, Any]] | None) -> None:
+    tenant = tenant_of(state, user)
+    admit(obj, tenant, lambda: tenant_tasks(state, user.tenant, user.namespace),
+          list(templates) if templates is not None else state.templates.list(),
+          pending_count=lambda name: pending_count(state, user, name))
+
+
+def _create_problem(user: Principal, error: ApiError) -> RestError:
+    if error.status == 404:
+        return RestError(503, "SERVICE_UNAVAILABLE",
+                         f"the namespace {user.namespace} of tenant {user.tenant} is not ready yet "
+                         f"(or the Task CRD is not installed)")
+    return problem_from_api_error(error)
 
 
 async def patch_task(state: AppState, obj: Mapping[str, Any], patch: Mapping[str, Any]) -> Obj:

@@ -32,8 +32,8 @@ from kubetask.api.insights_schemas import (
     Trends,
 )
 from kubetask.api.routes.common import FastJSON, tenant_of, user_tasks
-from kubetask.api.routes.system import _apiserver_ok
-from kubetask.api.routes.workers import NodeCache, PodCache, gpu_keys
+from kubetask.api.routes.system import apiserver_status
+from kubetask.api.routes.workers import NodeCache, PodCache, gpu_keys, visible_pods
 from kubetask.api.schemas import error_responses
 from kubetask.api.state import AppState
 from kubetask.core.rest.alerts import (
@@ -91,6 +91,18 @@ async def read_records(client: KubeClient, name: str, namespace: str) -> Mapping
     return (config_map or {}).get("data") or {}
 
 
+async def cached_records(state: AppState, name: str, namespace: str) -> Mapping[str, Any]:
+    """:func:`read_records`, or the last copy read while the apiserver does not answer (the answer is then
+    marked stale): a read must not wait for a deadline the monitor already knows will pass."""
+    key = f"records:{namespace}/{name}"
+    if not state.upstream.down:
+        data = await read_records(state.client, name, namespace)
+        state.extra[key] = data
+        return data
+    cached = state.extra.get(key)
+    return cached if isinstance(cached, Mapping) else {}
+
+
 async def update_records(client: KubeClient, name: str, namespace: str,
                          mutate: Callable[[dict[str, str]], dict[str, str]]) -> dict[str, str]:
     """Read-modify-write of a ConfigMap's ``data`` with optimistic concurrency (created if missing)."""
@@ -144,7 +156,7 @@ def _tenants_for(state: AppState, user: Principal) -> list[Mapping[str, Any]]:
 
 
 async def current_alerts(state: AppState, user: Principal, nodes: list[Obj], pods: list[Obj]) -> list[Obj]:
-    acks = parse_records(await read_records(state.client, ACKS_CONFIGMAP, user.namespace))
+    acks = parse_records(await cached_records(state, ACKS_CONFIGMAP, user.namespace))
     return compute_alerts(user_tasks(state, user), nodes, pods, _tenants_for(state, user), acks=acks,
                           gpu=gpu_keys(state), now=utcnow())
 
@@ -162,7 +174,7 @@ async def list_alerts(
     wanted = severity.strip().upper() if severity else None
     if wanted is not None and wanted not in SEVERITIES:
         raise invalid("severity", f"use one of {', '.join(SEVERITIES)}")
-    alerts = await current_alerts(state, user, nodes.list(), pods.list())
+    alerts = await current_alerts(state, user, nodes.list(), visible_pods(user, pods.list()))
     alerts = [a for a in alerts if (wanted is None or a["severity"] == wanted)
               and (acknowledged is None or a["acknowledged"] == acknowledged)]
     return FastJSON({"alerts": alerts, "total": len(alerts)})
@@ -175,7 +187,7 @@ async def acknowledge_alert(
     alert_id: Annotated[str, Path(max_length=100, description="An alert_id from GET /alerts")],
 ) -> Response:
     """Recorded in the ConfigMap ``kubetask-alert-acks`` of the caller's namespace (survives restarts)."""
-    alerts = await current_alerts(state, user, nodes.list(), pods.list())
+    alerts = await current_alerts(state, user, nodes.list(), visible_pods(user, pods.list()))
     alert = next((a for a in alerts if a["alert_id"] == alert_id), None)
     if alert is None:
         raise RestError(404, "ALERT_NOT_FOUND", f"no active alert {alert_id}")
@@ -210,6 +222,8 @@ async def _cached_probe(state: AppState, key: str, probe: Callable[[], Any]) -> 
 
 async def _webhook(state: AppState) -> Check:
     async def probe() -> Check:
+        if state.upstream.down:
+            return Check(False, "unknown: the Kubernetes API does not answer")
         try:
             listed = await state.client.list(VALIDATING_WEBHOOKS)
         except ApiError as error:
@@ -225,6 +239,8 @@ async def _lease(state: AppState) -> Check | None:
     settings = OperatorSettings()
 
     async def probe() -> Check | None:
+        if state.upstream.down:
+            return Check(False, "unknown: the Kubernetes API does not answer")
         try:
             lease = await state.client.get_or_none(LEASES, settings.leader_lease_name,
                                                    settings.leader_lease_namespace)
@@ -246,8 +262,8 @@ async def resilience(user: CurrentUser, state: State, nodes: NodeCache) -> Respo
     Ready GPU nodes, operator lease fresh when there is one), the services marked degraded, and a
     score: the % of healthy components."""
     (api_ok, api_detail), webhook, lease, degradations = await asyncio.gather(
-        _apiserver_ok(state), _webhook(state), _lease(state),
-        read_records(state.client, DEGRADATIONS_CONFIGMAP, api_namespace()))
+        apiserver_status(state), _webhook(state), _lease(state),
+        cached_records(state, DEGRADATIONS_CONFIGMAP, api_namespace()))
     unsynced = [name for name, inf in state.informers.informers.items() if not inf.synced]
     components: dict[str, Check] = {
         "apiserver": Check(api_ok, api_detail),

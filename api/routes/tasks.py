@@ -6,7 +6,7 @@ import uuid
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Header, Path, Query, Request
+from fastapi import APIRouter, Body, Depends, Header, Path, Query, Request
 from fastapi.responses import PlainTextResponse, Response, StreamingResponse
 
 from kubetask.api.admission import admit_update
@@ -17,6 +17,7 @@ from kubetask.api.routes.common import (
     FastJSON,
     RawJSON,
     callback_candidates,
+    create_named_task_object,
     create_task_object,
     find_task,
     lookup_task,
@@ -55,7 +56,17 @@ from kubetask.core.admission import placement_warnings
 from kubetask.core.objects import ANNOTATION_CANCELLED_AT, ANNOTATION_RERUN, LABEL_TASK, Obj
 from kubetask.core.phases import TERMINAL_PHASES, public_status, task_phase
 from kubetask.core.rest.errors import RestError
-from kubetask.core.rest.intake import BuildContext, build_task, parse_priority
+from kubetask.core.rest.intake import (
+    IDEMPOTENCY_HEADER,
+    BuildContext,
+    body_digest,
+    build_task,
+    check_replay,
+    idempotent_task_name,
+    mark_idempotent,
+    parse_priority,
+    validate_idempotency_key,
+)
 from kubetask.core.rest.patches import build_update_patch, clone_for_replay, replace_by_merge_patch
 from kubetask.core.rest.present import (
     compare_tasks,
@@ -108,21 +119,51 @@ def _lookup(state: AppState, user: Principal, task_id: str) -> tuple[str, str | 
     responses=error_responses(400, 401, 403, 409, 422, 429, 503),
     summary="Create a task",
 )
-async def create_task(body: TaskCreate, user: CurrentUser, state: State, profile: Compat,
-                      tasks: TaskCache) -> Response:
+async def create_task(
+    body: TaskCreate, user: CurrentUser, state: State, profile: Compat, tasks: TaskCache,
+    idempotency_key: Annotated[str | None, Header(
+        alias=IDEMPOTENCY_HEADER, description="Makes retries safe: a retry with the same key and body answers "
+        "with the task the first attempt created (same status code and body, plus ``Idempotent-Replayed: "
+        "true``) instead of creating another; the same key with a different body is a 422 "
+        "IDEMPOTENCY_KEY_REUSED. Keys are per tenant; 1-255 printable ASCII characters (a UUID).")] = None,
+) -> Response:
     """Create a Task in the caller's namespace. The admission rules (pending limit, GPU limits, monthly
     hours, templates, dependencies) are checked first with the same messages kubectl users get; a field
     no API knows is a 422 naming it. A task no node could ever run as asked (more GPUs than any node
-    has, an unknown GPU type) is accepted, and the answer's ``warnings`` say why it may wait forever."""
+    has, an unknown GPU type) is accepted, and the answer's ``warnings`` say why it may wait forever.
+
+    With an ``Idempotency-Key`` the Task's Kubernetes name is derived from (tenant, key), so a retry (after
+    a timeout or a 503, from any API replica) meets the first attempt's Task at the apiserver instead of
+    making a second one."""
     raw = body.model_dump(exclude_unset=True)
-    templates = state.templates.list()
-    obj = build_task(raw, _build_context(state, user, templates))
-    created = await create_task_object(state, user, obj, templates=templates)
+    replayed = False
+    if idempotency_key is None:
+        templates = state.templates.list()
+        obj = build_task(raw, _build_context(state, user, templates))
+        created = await create_task_object(state, user, obj, templates=templates)
+    else:
+        key = validate_idempotency_key(idempotency_key)
+        digest = body_digest(raw)
+        name = idempotent_task_name(user.tenant, key)
+        cached = state.tasks.get(name, user.namespace)
+        if cached is not None:
+            check_replay(cached, digest)
+            created, replayed = cached, True
+        else:
+            templates = state.templates.list()
+            obj = mark_idempotent(build_task(raw, _build_context(state, user, templates)), name, digest)
+            created, made = await create_named_task_object(state, user, obj, templates=templates)
+            if not made:
+                check_replay(created, digest)
+                replayed = True
     keys = gpu_keys(state)
     warnings = placement_warnings(created.get("spec") or {}, nodes_of(state), keys.resource_name,
                                   keys.product_label_key)
     public = present(created, profile, warnings=warnings)
-    return FastJSON(public, status_code=201, headers={"Location": f"/api/v1/tasks/{public['id']}"})
+    headers = {"Location": f"/api/v1/tasks/{public['id']}"}
+    if replayed:
+        headers["Idempotent-Replayed"] = "true"
+    return FastJSON(public, status_code=201, headers=headers)
 
 
 @router.get(
@@ -414,15 +455,16 @@ async def task_timeline(task_id: TaskId, user: CurrentUser, state: State, tasks:
     meta = obj["metadata"]
     name = str(meta.get("name"))
     events: list[Obj] = []
-    try:
-        listed = await state.client.list(EVENTS, meta.get("namespace"),
-                                         field_selector=f"involvedObject.name={name}")
-        events = listed.get("items") or []
-    except ApiError:
+    if not state.upstream.down:  # else: the milestones alone (the answer is marked stale)
         try:
-            events = (await state.client.list(EVENTS, meta.get("namespace"))).get("items") or []
+            listed = await state.client.list(EVENTS, meta.get("namespace"),
+                                             field_selector=f"involvedObject.name={name}")
+            events = listed.get("items") or []
         except ApiError:
-            events = []
+            try:
+                events = (await state.client.list(EVENTS, meta.get("namespace"))).get("items") or []
+            except ApiError:
+                events = []
     uid = meta.get("uid")
     mine = [e for e in events if (e.get("involvedObject") or {}).get("name") == name
             and (e.get("involvedObject") or {}).get("kind") in (None, "Task")
@@ -506,24 +548,45 @@ def _log_problem(task_id: str, error: ApiError) -> RestError:
 # --------------------------------------------------------------------------- completion callback
 
 
+_CALLBACK_UNAUTHORIZED = {"WWW-Authenticate": 'Bearer realm="kubetask", ApiKey header="X-API-Key"'}
+
+
+def _callback_token(request: Request) -> str | None:
+    token = request.headers.get("x-task-token")
+    authorization = request.headers.get("authorization") or ""
+    if not token and authorization.lower().startswith("bearer "):
+        token = authorization[7:].strip()
+    return token.strip() if token and token.strip() else None
+
+
+async def callback_credentials(request: Request) -> None:
+    """A caller without any credential learns nothing: 401 before the id (or the body) is looked at."""
+    if _callback_token(request) is None and not request.headers.get("x-api-key") \
+            and not request.headers.get("authorization"):
+        raise RestError(401, "UNAUTHORIZED", "authentication required: send X-Task-Token (or your API key)",
+                        headers=_CALLBACK_UNAUTHORIZED)
+
+
 @router.post(
     "/{task_id}/complete", name="complete", response_model=CompletionAccepted,
     responses=error_responses(401, 404, 409, 422, 503), summary="Report a task's result (callback)",
+    dependencies=[Depends(callback_credentials)],
 )
 async def complete_task(
     task_id: TaskId, request: Request, state: State, tasks: TaskCache, report: CompletionReport,
     x_task_token: Annotated[str | None, Header(description="The per-task token handed to the pod")] = None,
 ) -> Response:
     """Called by the running task with its per-task token (``X-Task-Token`` or ``Authorization: Bearer``).
-    Records ``status.result`` (source ``callback``). The task's owner may also call it with their key."""
-    token = x_task_token
-    authorization = request.headers.get("authorization") or ""
-    if not token and authorization.lower().startswith("bearer "):
-        token = authorization[7:].strip()
-    candidates = callback_candidates(state, task_id)
+    Records ``status.result`` (source ``callback``). The task's owner may also call it with their key.
+
+    No oracle: without credentials the answer is 401 before any lookup; a token or key that is not valid
+    for the task is the same 401 whether the id exists (in any tenant) or not; a tenant naming another
+    tenant's task gets the same 404 as for an id that does not exist."""
+    token = _callback_token(request)
     target = None
     if token:
-        for obj in candidates:
+        # The token is an HMAC over the task's namespace, name and uid: only the task it was made for matches.
+        for obj in callback_candidates(state, task_id):
             meta = obj.get("metadata") or {}
             if verify_task_token(state.settings.callback_secret, str(meta.get("namespace")), str(meta.get("name")),
                                  str(meta.get("uid")), token):
@@ -531,17 +594,16 @@ async def complete_task(
                 break
     if target is None:
         principal = None
-        if request.headers.get("x-api-key") or authorization:
+        if request.headers.get("x-api-key") or request.headers.get("authorization"):
             try:
                 principal = await authenticate(request, state)
             except RestError:
                 principal = None
-        if principal is not None:
-            target = find_task(state, principal, task_id)
-        elif candidates or token:
-            raise RestError(401, "INVALID_TASK_TOKEN", "the task token is missing or does not match this task")
-        else:
-            raise RestError(401, "UNAUTHORIZED", "authentication required: send X-Task-Token")
+        if principal is None:
+            raise RestError(401, "INVALID_CREDENTIALS",
+                            "the task token or the credentials are not valid for this task",
+                            headers=_CALLBACK_UNAUTHORIZED)
+        target = find_task(state, principal, task_id)
     if task_phase(target) == "Cancelled":
         raise RestError(409, "TASK_ALREADY_FINISHED", f"Task {task_id} was cancelled")
     data = report.model_dump(exclude_unset=True)

@@ -39,7 +39,8 @@ async def list_templates(user: CurrentUser, state: State) -> Response:
 async def validate_template(
     user: CurrentUser, state: State,
     template_name: Annotated[str | None, Query(description="The template to validate against")] = None,
-    body: Annotated[dict[str, Any] | None, Body(examples=[{"model": "llama3.1:8b", "prompt": "Hi"}])] = None,
+    body: Annotated[dict[str, Any] | None, Body(examples=[
+        {"template_name": "ollama-inference", "model": "llama3.1:8b", "prompt": "Hi"}])] = None,
 ) -> Response:
     """The AI Task Orchestra API: the body is the parameters object. ``{valid, missing_parameters,
     invalid_parameters}``."""

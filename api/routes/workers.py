@@ -107,9 +107,22 @@ def visible_namespaces(user: Principal) -> set[str] | None:
     return None if user.is_admin else {user.namespace}
 
 
+def visible_pods(user: Principal, pods: list[Obj]) -> list[Obj]:
+    """The task pods whose use a caller may see: its own namespace's (an admin: all).
+
+    A node's capacity (allocatable GPUs, CPU, memory, task slots) is no tenant's data; what other tenants
+    run there is. So every load figure a non-admin reads (``current_load``, ``gpus_allocated``, requested
+    CPU and memory, ``capacity_utilization``, running task pods) counts its own tasks only, and only an
+    admin sees the totals, as Kubernetes RBAC would show pods of other namespaces to none but an admin."""
+    if user.is_admin:
+        return pods
+    return [p for p in pods if (p.get("metadata") or {}).get("namespace") == user.namespace]
+
+
 def present_worker(state: AppState, user: Principal, node: Obj, pods: Informer) -> Obj:
     name = str((node.get("metadata") or {}).get("name"))
-    return worker_public(node, pods_on(pods, name), gpu=gpu_keys(state), visible_namespaces=visible_namespaces(user))
+    return worker_public(node, visible_pods(user, pods_on(pods, name)), gpu=gpu_keys(state),
+                         visible_namespaces=visible_namespaces(user))
 
 
 def find_node(nodes: Informer, worker_id: str) -> Obj:
@@ -146,7 +159,8 @@ async def list_workers(
     all_nodes: Annotated[bool, Query(alias="all", description="Also nodes that are not kubetask workers "
                                                               "(control-plane, kubetask.io/worker=false)")] = False,
 ) -> Response:
-    """Every kubetask worker node with its status, capacity, load, heartbeat and GPUs."""
+    """Every kubetask worker node with its status, capacity, load, heartbeat and GPUs. Capacity is the
+    node's; load counts the caller's own tasks (an admin's: everyone's), see ``visible_pods``."""
     wanted = status.strip().upper() if status else None
     if wanted is not None and wanted not in ("ACTIVE", "PAUSED", "DRAINING", "OFFLINE"):
         raise RestError(422, "VALIDATION_ERROR", "status: use ACTIVE, PAUSED, DRAINING or OFFLINE", field="status")

@@ -127,6 +127,7 @@ class Informer:
         namespace: str | None = None,
         namespaces: Sequence[str] | None = None,
         label_selector: str | None = None,
+        field_selector: str | None = None,
         indexers: Mapping[str, IndexFunc] | None = None,
         default_indexers: bool = True,
         watch_timeout_seconds: int = 240,
@@ -141,6 +142,8 @@ class Informer:
         self.namespaces: tuple[str | None, ...] = tuple(namespaces) if namespaces else (namespace,)
         """One list+watch stream per namespace (``None``: all namespaces, or a cluster-scoped resource)."""
         self.label_selector = label_selector
+        self.field_selector = field_selector
+        """E.g. ``metadata.name=<name>``: RBAC authorizes a list/watch by ``resourceNames`` only with it."""
         self.indexers: dict[str, IndexFunc] = {**(DEFAULT_INDEXERS if default_indexers else {}), **(indexers or {})}
         self._index_names = tuple(self.indexers)
         self._index_funcs = tuple(self.indexers.values())
@@ -362,14 +365,20 @@ class Informer:
         obj.setdefault("kind", self.resource.kind)
         return self.transform(obj) if self.transform is not None else obj
 
+    def _field_selector(self) -> dict[str, str]:
+        # Passed only when set, so clients without the parameter (tests' fakes) keep working.
+        return {"field_selector": self.field_selector} if self.field_selector else {}
+
     async def _relist(self, namespace: str | None) -> None:
         fresh: dict[Key, Obj] = {}
         version: str | None = None
         pages = getattr(self.client, "list_pages", None)
         if pages is None:  # a client without paging (tests' fakes)
-            listed = [await self.client.list(self.resource, namespace, label_selector=self.label_selector)]
+            listed = [await self.client.list(self.resource, namespace, label_selector=self.label_selector,
+                                             **self._field_selector())]
         else:
-            listed = pages(self.resource, namespace, label_selector=self.label_selector, limit=LIST_PAGE)
+            listed = pages(self.resource, namespace, label_selector=self.label_selector, limit=LIST_PAGE,
+                           **self._field_selector())
         # Page by page: only one page of whole objects is alive at a time, the rest is already lean.
         async for page in _aiter(listed):
             version = str((page.get("metadata") or {}).get("resourceVersion") or "") or version
@@ -398,6 +407,7 @@ class Informer:
                 async for event in self.client.watch(
                     self.resource, namespace, resource_version=self._resource_versions.get(namespace),
                     timeout_seconds=self.watch_timeout_seconds, label_selector=self.label_selector,
+                    **self._field_selector(),
                 ):
                     self._apply(event, namespace)
                 backoff = 0.2

@@ -190,6 +190,19 @@ async def load_configuration(kubeconfig: str | None = None, context: str | None 
     return configuration
 
 
+DEFAULT_REQUEST_TIMEOUT = 30.0
+"""How long (seconds) one apiserver request that names no timeout may go without hearing from the apiserver:
+connecting, and then between two reads of the answer. No call waits forever on an apiserver that accepts
+connections but does not answer (stopped, overloaded, a half-open connection). Time spent waiting for a free
+pooled connection does not count (a busy client is not a dead server); the whole request is still capped at
+:data:`TOTAL_TIMEOUT_FACTOR` times it."""
+
+TOTAL_TIMEOUT_FACTOR = 6
+
+CONNECT_TIMEOUT = 10.0
+"""Deadline of connecting (TCP and TLS) for the long-lived requests (watches, followed logs), which have no
+total deadline."""
+
 MAX_CONNECTIONS = 32
 """Connections of one client to the apiserver.  Each TLS connection holds a 256 KiB read buffer
 (asyncio's), so kubernetes_asyncio's default of 100 costs 25 MB per process once a burst has
@@ -199,18 +212,24 @@ opened them all, for no gain: the apiserver serializes the writes of one client 
 class KubeClient:
     """Async dict-in/dict-out access to the apiserver."""
 
-    def __init__(self, api_client: k8s_client.ApiClient) -> None:
+    def __init__(self, api_client: k8s_client.ApiClient, *,
+                 request_timeout: float = DEFAULT_REQUEST_TIMEOUT) -> None:
         self._api = api_client
+        self.request_timeout = request_timeout
+        """The silence deadline of every request that names none (kubernetes_asyncio's default: none at all);
+        see :data:`DEFAULT_REQUEST_TIMEOUT`."""
         skip_needless_env_lookups(api_client)
 
     @classmethod
     async def connect(cls, kubeconfig: str | None = None, context: str | None = None, *,
-                      max_connections: int = MAX_CONNECTIONS) -> KubeClient:
+                      max_connections: int = MAX_CONNECTIONS,
+                      request_timeout: float = DEFAULT_REQUEST_TIMEOUT) -> KubeClient:
         """A client for the cluster :func:`load_configuration` finds, with at most ``max_connections``
-        connections to it (watches included; requests beyond it wait for a free one)."""
+        connections to it (watches included; requests beyond it wait for a free one) and ``request_timeout``
+        seconds as the deadline of each request."""
         configuration = await load_configuration(kubeconfig, context)
         configuration.connection_pool_maxsize = max_connections
-        return cls(k8s_client.ApiClient(configuration))
+        return cls(k8s_client.ApiClient(configuration), request_timeout=request_timeout)
 
     @property
     def configuration(self) -> k8s_client.Configuration:
@@ -242,6 +261,10 @@ class KubeClient:
     ) -> aiohttp.ClientResponse:
         params = [(k, str(v).lower() if isinstance(v, bool) else v) for k, v in (query or {}).items()
                   if v is not None]
+        if request_timeout is None:
+            request_timeout = aiohttp.ClientTimeout(total=self.request_timeout * TOTAL_TIMEOUT_FACTOR,
+                                                    sock_connect=min(self.request_timeout, CONNECT_TIMEOUT),
+                                                    sock_read=self.request_timeout)
         response = await self._api.call_api(
             path,
             method,
@@ -374,12 +397,14 @@ class KubeClient:
         resource_version: str | None = None,
         timeout_seconds: int = 300,
         label_selector: str | None = None,
+        field_selector: str | None = None,
     ) -> AsyncIterator[Obj]:
         """Yield raw watch events (``{"type", "object"}``) until the server closes the stream."""
         response = await self._send("GET", resource.path(namespace), query={
             "watch": "true", "resourceVersion": resource_version, "allowWatchBookmarks": "true",
-            "timeoutSeconds": timeout_seconds, "labelSelector": label_selector,
-        }, request_timeout=aiohttp.ClientTimeout(total=None, sock_read=timeout_seconds + 30))
+            "timeoutSeconds": timeout_seconds, "labelSelector": label_selector, "fieldSelector": field_selector,
+        }, request_timeout=aiohttp.ClientTimeout(total=None, sock_connect=CONNECT_TIMEOUT,
+                                              sock_read=timeout_seconds + 30))
         async with response:
             await _raise_for_status(response)
             async for line in _lines(response.content):
@@ -401,7 +426,7 @@ class KubeClient:
         """Follow a pod's log (``follow=true``) chunk by chunk until the container ends."""
         response = await self._send("GET", PODS.path(namespace, name, "log"), query={
             "container": container, "tailLines": tail_lines, "follow": "true",
-        }, request_timeout=aiohttp.ClientTimeout(total=None))
+        }, request_timeout=aiohttp.ClientTimeout(total=None, sock_connect=CONNECT_TIMEOUT))
         async with response:
             await _raise_for_status(response)
             async for chunk in response.content.iter_any():

@@ -9,6 +9,7 @@ cannot map with a 422 naming the field.  Priorities, names and queue labels are 
 from __future__ import annotations
 
 import difflib
+import hashlib
 import json
 import re
 import secrets
@@ -19,6 +20,7 @@ from typing import Any
 
 from kubetask import API_VERSION
 from kubetask.core.events import submitted_at
+from kubetask.core.jobs import pod_field_errors
 from kubetask.core.models import (
     ANNOTATION_SUBMITTED_AT,
     DEFAULT_MAX_TIMEOUT_SECONDS,
@@ -101,6 +103,62 @@ def slugify(text: str, length: int = ID_SLUG_LENGTH) -> str:
 def generate_task_id(display_name: str | None) -> str:
     """``<slug of the name, ≤20 chars>-<8 random hex>``: Job names ``<task>-<n>`` stay ≤ 63 chars."""
     return f"{slugify(display_name or 'task')}-{secrets.token_hex(4)}"
+
+
+# --------------------------------------------------------------------------- idempotent creates
+
+IDEMPOTENCY_HEADER = "Idempotency-Key"
+IDEMPOTENCY_KEY_MAX_LENGTH = 255
+ANNOTATION_IDEMPOTENCY_BODY = "kubetask.io/idempotency-body-sha256"
+"""The SHA-256 of the request body that created a Task under an ``Idempotency-Key``: a retry with another
+body is refused instead of being taken for the same request."""
+_IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]([\x20-\x7e]*[\x21-\x7e])?$")
+IDEMPOTENT_NAME_HEX = 20
+
+
+def validate_idempotency_key(value: str) -> str:
+    """A key as clients send it (a UUID, usually): 1-255 printable ASCII characters (422 naming the header)."""
+    key = value.strip()
+    if not key:
+        raise invalid(IDEMPOTENCY_HEADER, "must not be empty")
+    if len(key) > IDEMPOTENCY_KEY_MAX_LENGTH or not _IDEMPOTENCY_KEY.match(key):
+        raise invalid(IDEMPOTENCY_HEADER, f"use 1-{IDEMPOTENCY_KEY_MAX_LENGTH} printable ASCII characters "
+                                          f"(a UUID is a good key)")
+    return key
+
+
+def idempotent_task_name(tenant: str, key: str) -> str:
+    """The Task's Kubernetes name for ``(tenant, Idempotency-Key)``: the same on every retry, so the apiserver's
+    AlreadyExists tells that the first attempt was created, whichever API replica or process made it.
+
+    Not derived from the body (a retry with another body must meet the first task and be refused) and not from
+    the display name for the same reason; 80 bits of SHA-256 keep two keys of one tenant apart."""
+    digest = hashlib.sha256(f"{tenant}\0{key}".encode()).hexdigest()
+    return f"task-{digest[:IDEMPOTENT_NAME_HEX]}"
+
+
+def body_digest(body: Mapping[str, Any]) -> str:
+    """SHA-256 of a request body in canonical JSON (sorted keys, no spaces): equal bodies, equal digests."""
+    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def mark_idempotent(obj: Obj, name: str, digest: str) -> Obj:
+    """Give a built Task its idempotent name and record the body's digest."""
+    meta = obj.setdefault("metadata", {})
+    meta["name"] = name
+    meta.setdefault("annotations", {})[ANNOTATION_IDEMPOTENCY_BODY] = digest
+    return obj
+
+
+def check_replay(existing: Mapping[str, Any], digest: str) -> None:
+    """A Task found under the key: the same request again is fine (its answer is the first one's); a
+    different body under the same key is a 422 ``IDEMPOTENCY_KEY_REUSED``."""
+    annotations = (existing.get("metadata") or {}).get("annotations") or {}
+    if annotations.get(ANNOTATION_IDEMPOTENCY_BODY) != digest:
+        raise RestError(422, "IDEMPOTENCY_KEY_REUSED",
+                        f"{IDEMPOTENCY_HEADER}: this key was already used for a different request body; "
+                        f"use a new key for a new task", field=IDEMPOTENCY_HEADER)
 
 
 def queue_label(value: str) -> str:
@@ -406,6 +464,8 @@ def build_task(body: Mapping[str, Any], ctx: BuildContext) -> Obj:
     if key is not None:
         spec["podLabels"] = string_map(pod_labels, key)
 
+    check_pod_fields(body, spec)
+
     if not spec.get("displayName"):
         spec["displayName"] = _default_display_name(spec, annotations)
 
@@ -419,6 +479,32 @@ def build_task(body: Mapping[str, Any], ctx: BuildContext) -> Obj:
         },
         "spec": spec,
     }
+
+
+_POD_FIELD_SOURCES = {
+    "spec.podAnnotations": ("annotations", "pod_annotations", "podAnnotations"),
+    "spec.podLabels": ("labels", "pod_labels", "podLabels"),
+    "spec.nodeSelector": ("node_selector", "nodeSelector"),
+    "spec.tolerations": ("tolerations",),
+    "spec.env": ("env",),
+}
+
+
+def check_pod_fields(body: Mapping[str, Any], spec: Mapping[str, Any]) -> None:
+    """A 422 naming the request field (``annotations``, ``node_selector``, ``tolerations[0].key`` …) when
+    the apiserver would refuse the Job made of ``spec``, in the apiserver's words."""
+    errors = pod_field_errors(spec)
+    if not errors:
+        return
+
+    def sent(path: str) -> str:
+        for spec_path, keys in _POD_FIELD_SOURCES.items():
+            if path.startswith(spec_path):
+                return (first_of(body, *keys)[0] or keys[0]) + path[len(spec_path):]
+        return path
+
+    detail = "; ".join(sent(e.field) + ": " + str(e).split(": ", 1)[1] for e in errors)
+    raise invalid(sent(errors[0].field), f"Kubernetes would refuse this task's pod: {detail}")
 
 
 def _resolve_dependencies(deps: Sequence[str], ctx: BuildContext) -> tuple[list[str], dict[str, str]]:

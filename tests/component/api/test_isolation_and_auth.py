@@ -81,3 +81,43 @@ def test_health_and_metrics_need_no_auth(shared: Stack) -> None:
         assert anonymous.get("/health").status_code == 200
         assert anonymous.get("/metrics").status_code == 200
         assert_error_body(anonymous.get("/tasks/queue-status"), 401)
+
+
+def test_a_tenant_naming_another_tenants_namespace_gets_no_access_through_the_api(shared: Stack,
+                                                                                   a: httpx.Client) -> None:
+    """Issue 12: a Tenant that slipped in while the webhook was down (none runs here) names alice's namespace.
+
+    The apiserver stores it; the API must still refuse its key, by the operator's first-claimant rule, and
+    alice keeps working in her namespace."""
+    import base64
+
+    from kubetask.core.tokens import hash_api_key
+
+    key = f"intruder-{uuid.uuid4().hex}"
+    name = f"mallory-{uuid.uuid4().hex[:6]}"
+    own_ns = f"kubetask-{name}"
+    http = shared.cluster.admin()
+    assert http.post("/api/v1/namespaces", json={"apiVersion": "v1", "kind": "Namespace",
+                                                  "metadata": {"name": own_ns}}).status_code == 201
+    secret = {"apiVersion": "v1", "kind": "Secret", "metadata": {
+        "name": "key", "labels": {"kubetask.io/api-key": "true", "kubetask.io/tenant": name}},
+        "data": {"sha256": base64.b64encode(hash_api_key(key).encode()).decode()}}
+    assert http.post(f"/api/v1/namespaces/{own_ns}/secrets", json=secret).status_code == 201
+    tenant = {"apiVersion": "kubetask.io/v1alpha1", "kind": "Tenant", "metadata": {"name": name},
+              "spec": {"namespace": "kubetask-alice",
+                       "apiKeys": [{"name": "key", "key": "sha256", "namespace": own_ns}]}}
+    assert http.post("/apis/kubetask.io/v1alpha1/tenants", json=tenant).status_code == 201
+    try:
+        with shared.client(key) as intruder:
+            # the key itself is known (it resolves once the Tenant names a namespace it owns) ...
+            for _ in range(20):
+                refused = intruder.get("/users/me/limits")
+                assert_error_body(refused, 401)
+            assert_error_body(intruder.post("/tasks", json=BODY), 401)
+        assert a.get("/users/me/limits").json()["user_id"] == "alice"
+        created = a.post("/tasks", json=BODY)
+        assert created.status_code == 201, created.text
+        assert a.get(f"/tasks/{created.json()['id']}").json()["user_id"] == "alice"
+    finally:
+        http.delete(f"/apis/kubetask.io/v1alpha1/tenants/{name}")
+        http.delete(f"/api/v1/namespaces/{own_ns}")

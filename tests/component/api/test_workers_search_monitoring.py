@@ -214,8 +214,9 @@ def test_worker_mutations_need_admin_and_valid_input(a: httpx.Client, root: http
     assert body["field"] == "capacity"
 
 
-def test_load_and_usage_come_from_task_pods(shared: Stack, a: httpx.Client) -> None:
-    """A running kubetask pod on gpu-a100-1 (2 GPUs, 8 CPUs) shows as load, GPUs and CPU usage."""
+def test_load_and_usage_come_from_task_pods(shared: Stack, a: httpx.Client, root: httpx.Client) -> None:
+    """A running kubetask pod on gpu-a100-1 (2 GPUs, 8 CPUs) shows as load, GPUs and CPU usage to an admin;
+    to alice it is someone else's work (issue 12): capacity yes, that load no."""
     pod_name = f"load-{uuid.uuid4().hex[:6]}"
     pod = {
         "apiVersion": "v1", "kind": "Pod",
@@ -228,14 +229,23 @@ def test_load_and_usage_come_from_task_pods(shared: Stack, a: httpx.Client) -> N
                      "requests": {"cpu": "8", "memory": "64Gi", "nvidia.com/gpu": "2"},
                      "limits": {"nvidia.com/gpu": "2"}}}]},
     }
-    before = a.get("/dashboard/stats").json()
+    before = root.get("/dashboard/stats").json()
+    alice_before = a.get("/dashboard/stats").json()
+    alice_worker_before = a.get("/workers/gpu-a100-1").json()
     shared.kube(lambda c: c.create(PODS, pod, "default"))
     try:
-        worker = shared.wait_for(lambda: (w := a.get("/workers/gpu-a100-1").json())["current_load"] >= 1 and w)
+        worker = shared.wait_for(lambda: (w := root.get("/workers/gpu-a100-1").json())["current_load"] >= 1 and w)
         assert worker["gpus_allocated"] >= 2 and worker["current_tasks"] >= 1
-        assert worker["tasks"] == []  # another namespace's task id is not shown to alice
         assert 0 < worker["capacity_utilization"] <= 1
-        stats = a.get("/dashboard/stats").json()
+        seen_by_alice = a.get("/workers/gpu-a100-1").json()
+        assert seen_by_alice["tasks"] == []  # another namespace's task id is not shown to alice
+        for key in ("current_load", "current_tasks", "gpus_allocated"):
+            assert seen_by_alice[key] == alice_worker_before[key], key
+        assert seen_by_alice["gpus"] == worker["gpus"]  # capacity is not tenant data
+        alice_stats = a.get("/dashboard/stats").json()
+        for key in ("running_task_pods", "gpus_allocated", "cpu_usage_percent", "memory_usage_percent"):
+            assert alice_stats[key] == alice_before[key], key
+        stats = root.get("/dashboard/stats").json()
         assert stats["cpu_usage_percent"] > before["cpu_usage_percent"]
         assert stats["memory_usage_percent"] > before["memory_usage_percent"]
         assert stats["gpus_allocated"] >= before["gpus_allocated"] + 2

@@ -157,8 +157,12 @@ def test_cancel_task(root_alice: httpx.Client) -> None:
     assert_task_manager_error(root_alice.delete(f"/tasks/{done['task_id']}"), 409)
 
 
-def test_health_at_root(dev_url_client: httpx.Client) -> None:
-    response = dev_url_client.get("/health")
+def test_health_at_root(dev_url_client: httpx.Client, root_alice: httpx.Client) -> None:
+    # A seed-004 client sends its key on every call; anonymous probes get the verdict and version only.
+    anonymous = dev_url_client.get("/health")
+    assert anonymous.status_code == 200
+    assert set(anonymous.json()) == {"status", "timestamp", "version", "checks"}
+    response = root_alice.get("/health")
     assert response.status_code == 200
     body = response.json()
     assert body["status"] == "healthy" and is_iso(body["timestamp"]) and isinstance(body["version"], str)
@@ -170,7 +174,10 @@ def test_health_at_root(dev_url_client: httpx.Client) -> None:
 def test_metrics_at_root(dev_url_client: httpx.Client, root_alice: httpx.Client) -> None:
     created = root_alice.post("/tasks", json={**EXAMPLE, "annotations": sim(0.1)}).json()
     _wait(root_alice, created["task_id"], {"completed"})
-    response = dev_url_client.get("/metrics")
+    anonymous = dev_url_client.get("/metrics")
+    assert anonymous.status_code == 200 and "task_manager_tasks_total" not in anonymous.text
+    assert "kubetask_api_requests_total" in anonymous.text
+    response = root_alice.get("/metrics")
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/plain")
     text = response.text
@@ -257,10 +264,10 @@ def test_taskmanager_profile_replays_the_documented_examples(root_alice: httpx.C
     assert_task_manager_error(root_alice.get("/tasks/task_123e4567-e89b-12d3-a456-426614174000"), 404,
                               "TASK_NOT_FOUND")
     # Health and metrics.
-    health = dev_url_client.get("/health").json()
+    health = root_alice.get("/health").json()
     assert health["status"] == "healthy" and {"active_tasks", "pending_tasks", "completed_tasks",
                                               "failed_tasks", "uptime", "version", "timestamp"} <= set(health)
-    assert 'task_manager_tasks_total{status="completed"}' in dev_url_client.get("/metrics").text
+    assert 'task_manager_tasks_total{status="completed"}' in root_alice.get("/metrics").text
 
 
 def test_poll_loops_of_two_apis_on_one_server(dev: DevServer, root_alice: httpx.Client) -> None:
