@@ -27,6 +27,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from kubetask.api.metrics import LiveCollector
 from kubetask.api.state import AppState
 from kubetask.core.phases import TERMINAL_PHASES, task_phase
 from kubetask.core.rest.present import task_public
@@ -301,6 +302,9 @@ class LiveService:
     def __init__(self, state: AppState, settings: LiveSettings | None = None) -> None:
         self.hub = LiveHub(settings)
         state.extra[HUB_KEY] = self.hub
+        hub = self.hub
+        state.metrics.track_live(LiveCollector(lambda: hub.subscribers, lambda: hub.published,
+                                               lambda: hub.overflows))
         self._task = asyncio.create_task(start_hub(self.hub, state.tasks), name="kubetask-live-hub")
 
     async def stop(self) -> None:

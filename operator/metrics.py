@@ -28,6 +28,15 @@ class Metrics:
         self.admissions = Counter("kubetask_admissions_total", "Executions admitted", registry=self.registry)
         self.scheduler_passes = Counter("kubetask_scheduler_passes_total", "Scheduler passes",
                                         registry=self.registry)
+        self.webhook_deliveries = Counter(
+            "kubetask_webhook_delivery_attempts_total", "Completion-webhook delivery attempts by outcome",
+            ["outcome"], registry=self.registry)
+        self.webhook_delivery_seconds = Histogram(
+            "kubetask_webhook_delivery_duration_seconds", "How long a receiver took to answer a delivery",
+            buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30), registry=self.registry)
+        self.webhook_pending = Gauge("kubetask_webhook_deliveries_pending",
+                                     "Deliveries not yet acknowledged by their receiver, over all subscriptions",
+                                     registry=self.registry)
         self._queues: set[str] = set()
         self._tenants: set[str] = set()
 

@@ -53,13 +53,13 @@ from kubetask.core.notifications import (
     format_time,
     new_signing_secret,
     parse_networks,
-    parse_time,
     secret_name,
     signature,
     subscribes,
 )
 from kubetask.core.rest.present import task_public
 from kubetask.core.rest.query import encode_json
+from kubetask.core.times import parse_time
 from kubetask.kube.cache import Informer
 from kubetask.kube.client import SECRETS, ApiError, Resource
 from kubetask.operator.state import State
@@ -328,6 +328,10 @@ class Notifier:
         attempt = sub.ledger.record(item, now=self.state.clock(), policy=self.policy, status_code=status_code,
                                     error=error, duration_ms=duration)
         sub.dirty = True
+        metrics = self.state.metrics
+        metrics.webhook_deliveries.labels(outcome=attempt.outcome).inc()
+        metrics.webhook_delivery_seconds.observe(duration / 1000)
+        metrics.webhook_pending.set(sum(len(s.ledger.pending) for s in self.subs.values()))
         log.info("webhook %s/%s: %s %s attempt %d -> %s%s", *sub.key, item.event, item.id, attempt.attempt,
                  attempt.outcome, f" ({attempt.error})" if attempt.error else "")
 

@@ -23,6 +23,7 @@ import kopf
 from aiohttp import web
 from kubernetes_asyncio import client as k8s_client
 
+from kubetask.core.times import parse_time
 from kubetask.kube.client import LEASES, ApiError, KubeClient, Resource
 from kubetask.operator.handlers import build_registry
 from kubetask.operator.metrics import Metrics, serve_metrics
@@ -76,13 +77,6 @@ def _micro(dt: datetime) -> str:
     return dt.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-def _parse_micro(value: Any) -> datetime | None:
-    if not value:
-        return None
-    try:
-        return datetime.fromisoformat(str(value).replace("Z", "+00:00"))
-    except ValueError:
-        return None
 
 
 @dataclass
@@ -115,7 +109,7 @@ class LeaderElector:
                 raise
         spec = dict(lease.get("spec") or {})
         holder = spec.get("holderIdentity")
-        renew = _parse_micro(spec.get("renewTime")) or _parse_micro(spec.get("acquireTime"))
+        renew = parse_time(spec.get("renewTime")) or parse_time(spec.get("acquireTime"))
         duration = int(spec.get("leaseDurationSeconds") or self.lease_seconds)
         expired = renew is None or renew + timedelta(seconds=duration) < now
         if holder not in (None, "", self.identity) and not expired:
@@ -240,7 +234,7 @@ def _webhook_only_memories() -> Any:
     class WebhookOnlyMemories(inventory.ResourceMemories):
         async def recall(self, raw_body: Any, *, memobase: Any = None, noticed_by_listing: bool = False,
                          ephemeral: bool = False) -> Any:
-            ephemeral = ephemeral or raw_body.get("kind") == "Task"
+            ephemeral = ephemeral or raw_body.get("kind") in ("Task", "TaskTemplate")  # webhook-only kinds
             return await super().recall(raw_body, memobase=memobase, noticed_by_listing=noticed_by_listing,
                                         ephemeral=ephemeral)
 
@@ -297,6 +291,7 @@ async def run_operator(
     stop: asyncio.Event | None = None,
     ready: threading.Event | None = None,
     clock: Callable[[], datetime] | None = None,
+    metrics: Metrics | None = None,
 ) -> None:
     """Run the operator until ``stop`` is set.
 
@@ -308,7 +303,7 @@ async def run_operator(
     stop = stop or asyncio.Event()
     logging.getLogger("kopf.objects").setLevel(logging.WARNING)  # one line per handled event is too much
     client = await KubeClient.connect(kube.kubeconfig, kube.context)
-    metrics = Metrics()
+    metrics = metrics or Metrics()
     state = State(settings, gpu, kube, client, clock=clock, metrics=metrics)
     state.connection_info = connection_info(client.configuration)
     runners: list[web.AppRunner] = []
@@ -401,6 +396,8 @@ class OperatorHandle:
         self.ready = threading.Event()
         self.done = threading.Event()
         self.error: BaseException | None = None
+        self.metrics = Metrics()
+        """The running operator's metrics (what its ``/metrics`` would serve)."""
 
     def wait_ready(self, timeout: float = 60) -> bool:
         """Block until ready (True), or the operator died / the timeout passed (False)."""
@@ -449,7 +446,8 @@ def run_operator_in_thread(
         async def body() -> None:
             handle.stop_event = asyncio.Event()
             started.set()
-            await run_operator(settings, gpu, kube, stop=handle.stop_event, ready=handle.ready, clock=clock)
+            await run_operator(settings, gpu, kube, stop=handle.stop_event, ready=handle.ready, clock=clock,
+                               metrics=handle.metrics)
 
         try:
             loop.run_until_complete(body())

@@ -185,6 +185,14 @@ def test_rbac_a_tenant_service_account_is_confined_to_its_namespace(cluster: Clu
     with pytest.raises(ApiException) as forbidden:
         as_frank.create_namespaced_custom_object(GROUP, VERSION, grace.namespace, "tasks", body)
     assert forbidden.value.status == 403
+    # completion-webhook subscriptions are the tenant's to manage by kubectl too, in its namespace only
+    hook = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "TaskWebhook", "metadata": {"name": "by-sa"},
+            "spec": {"url": "https://hooks.example.com/kubetask", "events": ["task.failed"]}}
+    made = as_frank.create_namespaced_custom_object(GROUP, VERSION, frank.namespace, "taskwebhooks", hook)
+    assert made["metadata"]["namespace"] == frank.namespace
+    with pytest.raises(ApiException) as forbidden:
+        as_frank.create_namespaced_custom_object(GROUP, VERSION, grace.namespace, "taskwebhooks", hook)
+    assert forbidden.value.status == 403
 
 
 def test_rest_isolation_between_tenants(cluster: Cluster, make_tenant: Any) -> None:

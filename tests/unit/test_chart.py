@@ -121,7 +121,8 @@ def test_operator_rbac() -> None:
     assert grants[("batch", "jobs")] == {"get", "list", "watch", "create", "delete", "patch"}
     assert grants[("coordination.k8s.io", "leases")] == {"get", "create", "update"}
     assert grants[("", "nodes")] == {"get", "list", "watch", "patch"}
-    assert grants[("", "secrets")] == {"get", "create"}, "Secrets: only webhook signing secrets, by name"
+    # Webhook signing secrets; watching key Secrets and publishing their digests (docs/rbac.md).
+    assert grants[("", "secrets")] == {"get", "list", "watch", "create", "patch"}
     assert grants[("kubetask.io", "taskwebhooks/status")] == {"get", "patch"}
     assert grants[("admissionregistration.k8s.io", "validatingwebhookconfigurations")] == {
         "get",
@@ -153,23 +154,21 @@ def test_operator_can_grant_tenant_role() -> None:
 
 
 def test_api_rbac_and_secret_scoping() -> None:
-    grants = _grants(render("defaults"), "-api")
+    defaults = render("defaults")
+    cluster_api = one(defaults, "ClusterRole", "-api")
+    grants = _grants([cluster_api], "-api")
     assert grants[("kubetask.io", "tasks")] == {"get", "list", "watch", "create", "patch", "delete"}
     assert grants[("authentication.k8s.io", "tokenreviews")] == {"create"}
     assert grants[("kubetask.io", "tasks/status")] == {"patch"}
-    assert grants[("", "secrets")] == {"get", "list", "watch", "create", "patch"}  # + webhook signing secrets
     assert grants[("kubetask.io", "taskwebhooks")] == {"get", "list", "watch", "create", "patch", "delete"}
-    assert grants[("", "configmaps")] == {"get", "create", "update"}
+    assert ("", "secrets") not in grants and ("", "configmaps") not in grants, "tests/unit/deploy/test_rbac_table.py"
     assert ("batch", "jobs") not in grants, "the API never touches Jobs"
-    full = render("full")
-    cluster_api = one(full, "ClusterRole", "-api")
-    assert not any("secrets" in r["resources"] for r in cluster_api["rules"])
-    roles = [o for o in by_kind(full, "Role") if o["metadata"]["name"].endswith("-api-keys")]
-    assert {r["metadata"]["namespace"] for r in roles} == {"kubetask-alice", "kubetask-ml-team"}
-    assert all(
-        r["rules"] == [{"apiGroups": [""], "resources": ["secrets"],
-                        "verbs": ["get", "list", "watch", "create", "patch"]}] for r in roles
-    )
+    role = one(defaults, "Role", "-api")
+    assert role["metadata"]["namespace"] == NAMESPACE
+    assert {"apiGroups": [""], "resources": ["secrets"], "resourceNames": ["kubetask-api-keys"],
+            "verbs": ["get", "list", "watch"]} in role["rules"]
+    assert _grants([one(defaults, "ClusterRole", "-api-tenant")], "-api") == {
+        ("", "configmaps"): {"get", "update", "create"}, ("", "secrets"): {"create", "patch"}}
 
 
 def test_rbac_rules_are_commented() -> None:
@@ -251,7 +250,8 @@ def test_env_vars_exist_in_settings(values: str) -> None:
     known = set().union(
         *(
             _env_names(m)
-            for m in (settings.KubeSettings, settings.GpuSettings, settings.OperatorSettings, settings.ApiSettings)
+            for m in (settings.KubeSettings, settings.GpuSettings, settings.OperatorSettings, settings.ApiSettings,
+                      settings.LiveSettings, settings.WebhookSettings)
         )
     )
     for deployment in by_kind(render(values), "Deployment"):
@@ -289,6 +289,21 @@ def test_full_features() -> None:
     assert "key" not in json.dumps(tenants["alice"]["spec"]["limits"])
 
 
+def test_live_and_delivery_values_reach_the_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The chart's env for live updates and webhook deliveries is what the settings classes parse."""
+    objects = render("full")
+    for deployment, model, expected in (
+        ("-api", settings.LiveSettings, {"client_buffer": 250, "window_events": 4096}),
+        ("-operator", settings.WebhookSettings, {"allowed_networks": ["10.20.0.0/16"],
+                                                 "retry_horizon_seconds": 86400.0}),
+    ):
+        for name, value in env_of(one(objects, "Deployment", deployment)).items():
+            if isinstance(value, str):
+                monkeypatch.setenv(name, value)
+        parsed = model()
+        assert {key: getattr(parsed, key) for key in expected} == expected
+
+
 def test_grafana_dashboard() -> None:
     configmap = one(render("full"), "ConfigMap", "-dashboard")
     assert configmap["metadata"]["labels"]["grafana_dashboard"] == "1"
@@ -323,6 +338,9 @@ def test_webhooks_fail_closed_and_scoped(values: str) -> None:
     objects = render(values)
     configs = by_kind(objects, "ValidatingWebhookConfiguration") + by_kind(objects, "MutatingWebhookConfiguration")
     assert len(configs) == 2
+    validated = {hook["name"] for hook in by_kind(objects, "ValidatingWebhookConfiguration")[0]["webhooks"]}
+    assert validated == {"validate.tasks.kubetask.io", "validate.tenants.kubetask.io",
+                         "validate.tasktemplates.kubetask.io"}
     cert = one(objects, "Certificate")
     service = one(objects, "Service", "-webhook")
     for config in configs:
@@ -335,15 +353,19 @@ def test_webhooks_fail_closed_and_scoped(values: str) -> None:
             assert hook["admissionReviewVersions"] == ["v1"]
             assert hook["clientConfig"]["service"]["name"] == service["metadata"]["name"]
             assert hook["clientConfig"]["service"]["namespace"] == NAMESPACE
+            resource = hook["name"].split(".")[1]  # validate.<plural>.kubetask.io
             assert hook["rules"] == [
                 {
                     "apiGroups": ["kubetask.io"],
                     "apiVersions": ["v1alpha1"],
                     "operations": ["CREATE", "UPDATE"],
-                    "resources": ["tasks"],
-                    "scope": "Namespaced",
+                    "resources": [resource],
+                    "scope": "Namespaced" if resource == "tasks" else "Cluster",
                 }
             ]
+            # The path is the Kopf handler id (operator/handlers.py): any other path runs no handler at all.
+            assert hook["clientConfig"]["service"]["path"] in ("/rules", "/defaults", "/tenant-rules",
+                                                               "/template-rules")
             excluded = hook["namespaceSelector"]["matchExpressions"]
             assert {"key": "kubernetes.io/metadata.name", "operator": "NotIn", "values": ["kube-system"]} in excluded
 

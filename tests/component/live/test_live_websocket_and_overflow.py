@@ -128,8 +128,17 @@ def burst(api: OwnApi, count: int, prefix: str) -> None:
     api.call(apply)
 
 
+def _metric(api: OwnApi, name: str) -> float:
+    for line in httpx.get(f"{api.url}/metrics").text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.rsplit(" ", 1)[1])
+    raise AssertionError(f"{name} is not in the API's /metrics")
+
+
 def test_a_slow_client_is_closed_with_a_message_and_resumes_without_loss(own_api: OwnApi) -> None:
     headers = {"X-API-Key": ALICE_KEY}
+    overflows_before = _metric(own_api, "kubetask_api_live_overflows_total")
+    published_before = _metric(own_api, "kubetask_api_live_events_total")
     with SSEReader(f"{own_api.url}/api/v1/tasks/events", headers) as slow, \
             SSEReader(f"{own_api.url}/api/v1/tasks/events", {"X-API-Key": BOB_KEY}) as bystander:
         ready = slow.next()
@@ -141,6 +150,9 @@ def test_a_slow_client_is_closed_with_a_message_and_resumes_without_loss(own_api
         assert slow.ended.wait(10), "the stream must end after the overflow message"
         assert bystander.drain() == []  # bob's stream never saw alice's burst, nor was it closed
         assert not bystander.ended.is_set()
+        assert _metric(own_api, "kubetask_api_live_subscribers") == 1  # the bystander; the slow one is gone
+    assert _metric(own_api, "kubetask_api_live_overflows_total") == overflows_before + 1
+    assert _metric(own_api, "kubetask_api_live_events_total") >= published_before + BUFFER + 3
     resumed_from = overflow.json()["last_event_id"] or ready.id
     with SSEReader(f"{own_api.url}/api/v1/tasks/events", {**headers, "Last-Event-ID": resumed_from}) as again:
         assert again.next().event == "ready"

@@ -190,4 +190,16 @@ def test_a_receiver_that_refuses_then_dies_gets_exactly_the_events_signed(live_s
         assert any(a["status_code"] == 503 for a in refusals) or any("connect" in (a["error"] or "") for a in refusals)
         assert alice.get(f"/webhooks/{hook['id']}").json()["pending"] == 0
         assert bob.get(f"/webhooks/{hook['id']}/deliveries").status_code == 404
+        # the successor operator's metrics count what it delivered (the cancelled task's event at least)
+        exposition = live_stack.operator.metrics.exposition().decode()
+        assert _sample(exposition, 'kubetask_webhook_delivery_attempts_total{outcome="delivered"}') >= 1
+        assert _sample(exposition, "kubetask_webhook_deliveries_pending") == 0
         assert alice.delete(f"/webhooks/{hook['id']}").status_code == 204
+
+
+def _sample(exposition: str, name: str) -> float:
+    """One sample's value from a Prometheus text exposition (the metric must be there)."""
+    for line in exposition.splitlines():
+        if line.startswith(name + " "):
+            return float(line.rsplit(" ", 1)[1])
+    raise AssertionError(f"{name} is not in the operator's metrics")
