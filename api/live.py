@@ -29,6 +29,7 @@ from typing import Any
 
 from kubetask.api.metrics import LiveCollector
 from kubetask.api.state import AppState
+from kubetask.core.objects import Key
 from kubetask.core.phases import TERMINAL_PHASES, task_phase
 from kubetask.core.rest.present import task_public
 from kubetask.core.rest.query import encode_json
@@ -38,7 +39,6 @@ from kubetask.settings import LiveSettings
 log = logging.getLogger(__name__)
 
 Obj = Mapping[str, Any]
-Key = tuple[str, str]
 ChangeListener = Callable[[str, dict[str, Any]], None]
 
 CREATED, UPDATED, FINISHED, DELETED = "created", "updated", "finished", "deleted"

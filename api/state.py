@@ -14,11 +14,11 @@ from kubetask.api.ratelimit import RateLimiter
 from kubetask.api.upstream import ApiserverMonitor
 from kubetask.core.access import API_KEY_SELECTOR
 from kubetask.core.admission import NOT_ADMITTED_PHASES
-from kubetask.core.objects import LABEL_USER
+from kubetask.core.objects import LABEL_USER, Key, Obj
 from kubetask.core.rest.query import task_row
 from kubetask.core.rest.workers import pod_node
-from kubetask.kube.cache import Informer, InformerSet, Key, object_key
-from kubetask.kube.client import NODES, PODS, SECRETS, TASK_TEMPLATES, TASKS, TENANTS, KubeClient, Obj
+from kubetask.kube.cache import Informer, InformerSet, object_key
+from kubetask.kube.client import NODES, PODS, SECRETS, TASK_TEMPLATES, TASKS, TENANTS, KubeClient
 from kubetask.kube.lean import lean_pod, without_managed_fields
 from kubetask.settings import ApiSettings, KubeSettings
 

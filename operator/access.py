@@ -23,8 +23,9 @@ from typing import Any
 import kopf
 
 from kubetask.core.access import API_KEY_SELECTOR, build_key_secret, collect_keys, key_refs, key_secret_patch
+from kubetask.core.objects import Obj
 from kubetask.kube.cache import Informer
-from kubetask.kube.client import SECRETS, ApiError, Obj
+from kubetask.kube.client import SECRETS, ApiError
 from kubetask.kube.lean import without_managed_fields
 from kubetask.operator.state import State
 

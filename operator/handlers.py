@@ -42,6 +42,7 @@ from kubetask.core.models import ANNOTATION_SUBMITTED_AT
 from kubetask.core.status import set_condition
 from kubetask.core.tenants import (
     build_tenant_objects,
+    claim_order,
     created_for,
     deletes_namespace_with_tenant,
     existing_namespace_patch,
@@ -54,6 +55,7 @@ from kubetask.kube.client import (
     RESOURCE_QUOTAS,
     ROLE_BINDINGS,
     ROLES,
+    TENANTS,
     ApiError,
     Resource,
 )
@@ -107,6 +109,31 @@ def build_registry(state: State) -> kopf.OperatorRegistry:
         patch.setdefault("status", {})["conditions"] = _ready(status, "True", "Reconciled",
                                                               "namespace, quota, limits and RBAC are in place")
         state.poke()
+
+    @kopf.on.event(GROUP, VERSION, "tenants", registry=registry, id="tenant-successor")
+    async def hand_namespace_on(event: Mapping[str, Any], **_: Any) -> None:
+        """When a namespace's owner goes, the next claimant the operator refused becomes its owner now, not
+        at its next spec change.  (An operator that was down meanwhile gets there through ``on.resume``.)"""
+        if event.get("type") != "DELETED":
+            return
+        gone = event.get("object") or {}
+        gone_name = str((gone.get("metadata") or {}).get("name"))
+        prefix = state.settings.tenant_namespace_prefix
+        namespace = tenant_namespace(gone_name, gone.get("spec"), prefix)
+        rivals = sorted((t for _, t in state.tenants.items()
+                         if str(t["metadata"]["name"]) != gone_name
+                         and tenant_namespace(str(t["metadata"]["name"]), t.get("spec"), prefix) == namespace),
+                        key=claim_order)
+        for successor in rivals[:1]:
+            if not claim_verdict(state, successor, exclude=gone_name).allowed:
+                return
+            name = str(successor["metadata"]["name"])
+            await apply_tenant(state, successor)
+            status = successor.get("status") or {}
+            await state.client.patch_status(TENANTS, name, {"status": {"conditions": _ready(
+                status, "True", "Reconciled", "namespace, quota, limits and RBAC are in place")}})
+            log.info("tenant %s deleted: namespace %s passes to tenant %s", gone_name, namespace, name)
+            state.poke()
 
     if state.settings.delete_namespace_with_tenant:
         @kopf.on.delete(GROUP, VERSION, "tenants", registry=registry, id="tenant-namespace")
@@ -222,9 +249,10 @@ async def _synced(state: State) -> None:
 
 
 def claim_verdict(state: State, tenant: Mapping[str, Any], *, old: Mapping[str, Any] | None = None,
-                  creating: bool = False) -> admission.Verdict:
-    """:func:`kubetask.core.admission.namespace_claim` against every Tenant the state knows."""
-    others = [other for _, other in state.tenants.items()]
+                  creating: bool = False, exclude: str | None = None) -> admission.Verdict:
+    """:func:`kubetask.core.admission.namespace_claim` against every Tenant the state knows (but ``exclude``,
+    one just deleted that the state may still hold)."""
+    others = [other for _, other in state.tenants.items() if str(other["metadata"]["name"]) != exclude]
     return admission.namespace_claim(
         tenant, others, prefix=state.settings.tenant_namespace_prefix,
         release_namespaces=release_namespaces(state.settings),

@@ -22,9 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from kubetask.core.admission import NOT_ADMITTED_PHASES
-
-Key = tuple[str, str]
-Obj = dict[str, Any]
+from kubetask.core.objects import Key, Obj
 
 WEBHOOK_MEMORY_SECONDS = 30.0
 _NO_DEPS: tuple[str, ...] = ()

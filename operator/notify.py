@@ -57,6 +57,7 @@ from kubetask.core.notifications import (
     signature,
     subscribes,
 )
+from kubetask.core.objects import Key, Obj
 from kubetask.core.rest.present import task_public
 from kubetask.core.rest.query import encode_json
 from kubetask.core.times import parse_time
@@ -68,8 +69,6 @@ from kubetask.settings import WebhookSettings
 log = logging.getLogger("kubetask.operator.notify")
 
 TASK_WEBHOOKS = Resource(GROUP, VERSION, WEBHOOK_PLURAL, WEBHOOK_KIND)
-Key = tuple[str, str]
-Obj = dict[str, Any]
 TaskListener = Callable[[Key, Obj | None, Obj | None], None]
 
 SECRET_TTL_SECONDS = 10.0

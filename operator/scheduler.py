@@ -57,6 +57,7 @@ from kubetask.core.cycle import (
     plan_pass,
 )
 from kubetask.core.jobs import Workload, build_workload, job_name
+from kubetask.core.objects import Key, Obj
 from kubetask.core.scheduling import NodeInfo, QuantityError, node_info, to_milli
 from kubetask.core.status import EventSpec, current_execution
 from kubetask.core.templates import find_template
@@ -66,7 +67,7 @@ from kubetask.core.tokens import task_token
 from kubetask.kube.client import CONFIGMAPS, JOBS, PODS, TASKS, TENANTS, ApiError
 from kubetask.kube.memory import release_free_memory
 from kubetask.operator.indexes import phase_of
-from kubetask.operator.state import Key, Obj, State
+from kubetask.operator.state import State
 
 log = logging.getLogger("kubetask.operator.scheduler")
 

@@ -27,6 +27,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from kubetask.core.jobs import EXECUTION_LABEL, TASK_LABEL, TASK_NAME_ANNOTATION
+from kubetask.core.objects import Key, Obj
 from kubetask.core.scheduling import pod_is_terminal
 from kubetask.core.tenants import namespace_owners
 from kubetask.kube.cache import Informer, InformerSet
@@ -44,9 +45,6 @@ from kubetask.kube.lean import lean_job, lean_node, lean_pod, lean_quota, lean_t
 from kubetask.operator.indexes import AdmissionIndex, Changes, Dependents, phase_of, task_key
 from kubetask.operator.metrics import Metrics
 from kubetask.settings import GpuSettings, KubeSettings, OperatorSettings
-
-Key = tuple[str, str]
-Obj = dict[str, Any]
 
 
 def utcnow() -> datetime:

@@ -36,6 +36,7 @@ from kubetask.api.routes.system import apiserver_status
 from kubetask.api.routes.workers import NodeCache, PodCache, gpu_keys, visible_pods
 from kubetask.api.schemas import error_responses
 from kubetask.api.state import AppState
+from kubetask.core.objects import Obj
 from kubetask.core.rest.alerts import (
     SEVERITIES,
     Check,
@@ -54,7 +55,7 @@ from kubetask.core.rest.alerts import (
 from kubetask.core.rest.errors import RestError, invalid
 from kubetask.core.rest.insights import MAX_TREND_HOURS, trends
 from kubetask.core.times import format_time, utcnow
-from kubetask.kube.client import CONFIGMAPS, LEASES, ApiError, KubeClient, Obj, Resource
+from kubetask.kube.client import CONFIGMAPS, LEASES, ApiError, KubeClient, Resource
 from kubetask.settings import OperatorSettings
 
 router = APIRouter()

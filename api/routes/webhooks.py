@@ -40,9 +40,10 @@ from kubetask.core.notifications import (
     secret_name,
     webhook_public,
 )
+from kubetask.core.objects import Obj
 from kubetask.core.rest.errors import RestError, invalid
 from kubetask.kube.cache import Informer
-from kubetask.kube.client import SECRETS, ApiError, Obj, Resource
+from kubetask.kube.client import SECRETS, ApiError, Resource
 from kubetask.settings import WebhookSettings
 
 TASK_WEBHOOKS = Resource(GROUP, VERSION, WEBHOOK_PLURAL, WEBHOOK_KIND)

@@ -20,6 +20,7 @@ from kubetask.api.insights_schemas import CapacityUpdate, WorkerCapacity, Worker
 from kubetask.api.routes.common import FastJSON
 from kubetask.api.schemas import error_responses
 from kubetask.api.state import AppState
+from kubetask.core.objects import Obj
 from kubetask.core.rest.errors import RestError
 from kubetask.core.rest.workers import (
     GpuKeys,
@@ -39,7 +40,7 @@ from kubetask.core.rest.workers import (
 )
 from kubetask.core.rest.workers import worker_status as node_worker_status
 from kubetask.kube.cache import Informer
-from kubetask.kube.client import NODES, PODS, ApiError, Obj
+from kubetask.kube.client import NODES, PODS, ApiError
 from kubetask.settings import GpuSettings
 
 router = APIRouter(prefix="/workers", tags=["workers"])

@@ -23,12 +23,13 @@ from kubetask.api.deps import CurrentUser, State, TaskCache
 from kubetask.api.routes.common import find_task, tenant_of, user_tasks
 from kubetask.api.routes.workers import gpu_keys
 from kubetask.api.state import AppState
+from kubetask.core.objects import Obj
 from kubetask.core.phases import TERMINAL_PHASES, task_phase
 from kubetask.core.rest.errors import RestError
 from kubetask.core.rest.insights import trends
 from kubetask.core.rest.present import execution_public, limits_public, task_public, timeline
 from kubetask.core.rest.workers import is_worker, worker_public
-from kubetask.kube.client import EVENTS, ApiError, Obj
+from kubetask.kube.client import EVENTS, ApiError
 
 HERE = Path(__file__).resolve().parent
 STATIC = HERE / "static"

@@ -38,10 +38,10 @@ import yaml
 from kubetask.cluster.kwok import DEV_NODES, NodeShape, configuration
 from kubetask.cluster.pki import CertificateAuthority, KeyPair, service_account_key
 from kubetask.cluster.provision import Binaries, provision
+from kubetask.core.objects import Obj
 
 log = logging.getLogger("kubetask.cluster")
 
-Obj = dict[str, Any]
 ADMIN_USER = "kubetask-admin"
 SERVICE_CIDR = "10.96.0.0/16"
 START_ORDER = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubelet", "kwok")

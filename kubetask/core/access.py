@@ -23,9 +23,10 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from kubetask.core.objects import LABEL_API_KEY
 from kubetask.core.tenants import MANAGED_BY, TENANT_LABEL, namespace_of
 
-API_KEY_LABEL = "kubetask.io/api-key"
+API_KEY_LABEL = LABEL_API_KEY
 """Key Secrets labelled ``kubetask.io/api-key=true`` are watched (rotation is seen at once)."""
 API_KEY_SELECTOR = f"{API_KEY_LABEL}=true"
 DEFAULT_DIGEST_KEY = "sha256"

@@ -42,6 +42,7 @@ from typing import Any
 from kubetask.core import queue as policy
 from kubetask.core.jobs import BuildError, Workload, build_workload, job_name, task_demand
 from kubetask.core.models import ANNOTATION_SUBMITTED_AT
+from kubetask.core.objects import Key, Obj
 from kubetask.core.phases import QUEUED, RUNNING, SUCCEEDED
 from kubetask.core.scheduling import Demand, NodeInfo, QuantityError
 from kubetask.core.status import (
@@ -63,9 +64,6 @@ from kubetask.core.templates import TemplateError, find_template
 from kubetask.core.times import parse_time
 from kubetask.core.tokens import task_token
 from kubetask.settings import GpuSettings
-
-Key = tuple[str, str]
-Obj = dict[str, Any]
 
 ACCOUNTED_ANNOTATION = "kubetask.io/accounted-gpu-seconds"
 """On a Task: how much of its ``status.gpuSeconds`` has been added to its tenant's month."""

@@ -24,12 +24,13 @@ from kubetask.core.k8s_names import (
     validate_labels,
     validate_tolerations,
 )
+from kubetask.core.objects import LABEL_TASK, LABEL_USER
 from kubetask.core.scheduling import DRAINING_LABEL, MILLI, PAUSED_LABEL, Demand, QuantityError, to_milli
 from kubetask.core.templates import RenderedTemplate, render_template
 from kubetask.settings import GpuSettings
 
-TASK_LABEL = "kubetask.io/task"
-USER_LABEL = "kubetask.io/user"
+TASK_LABEL = LABEL_TASK
+USER_LABEL = LABEL_USER
 EXECUTION_LABEL = "kubetask.io/execution"
 QUEUE_LABEL = "kubetask.io/queue"
 TASK_NAME_ANNOTATION = "kubetask.io/task-name"

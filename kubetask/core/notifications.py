@@ -31,9 +31,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
+from kubetask.core.objects import Obj
 from kubetask.core.times import parse_time
-
-Obj = dict[str, Any]
 
 WEBHOOK_KIND = "TaskWebhook"
 WEBHOOK_PLURAL = "taskwebhooks"

@@ -16,6 +16,8 @@ from kubetask.core.models import ANNOTATION_SUBMITTED_AT
 
 Obj = dict[str, Any]
 """A Kubernetes object (or any JSON object) as plain data."""
+Key = tuple[str, str]
+"""``(namespace, name)`` of a namespaced object."""
 
 # --------------------------------------------------------------------------- labels
 

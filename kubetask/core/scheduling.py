@@ -14,12 +14,14 @@ from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from kubetask.core.objects import LABEL_TASK
+
 MILLI = 1000
 
 PAUSED_LABEL = "kubetask.io/paused"
 DRAINING_LABEL = "kubetask.io/draining"
 CAPACITY_ANNOTATION = "kubetask.io/capacity"
-TASK_LABEL = "kubetask.io/task"
+TASK_LABEL = LABEL_TASK
 
 _SUFFIXES: dict[str, Decimal] = {
     "n": Decimal("1e-9"), "u": Decimal("1e-6"), "m": Decimal("1e-3"), "": Decimal(1),

@@ -23,11 +23,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
+from kubetask.core.objects import ANNOTATION_RERUN
 from kubetask.core.phases import CANCELLED, FAILED, PENDING, QUEUED, RUNNING, SUCCEEDED
 from kubetask.core.times import format_time, parse_time
 
 TERMINAL = (SUCCEEDED, FAILED, CANCELLED)
-RERUN_ANNOTATION = "kubetask.io/rerun"
+RERUN_ANNOTATION = ANNOTATION_RERUN
 
 COND_ADMITTED = "Admitted"
 COND_FINISHED = "Finished"

@@ -7,11 +7,9 @@ from collections.abc import Mapping
 from typing import Any
 
 from kubetask import API_VERSION
+from kubetask.core.objects import LABEL_API_KEY, LABEL_TENANT, Obj
 from kubetask.core.tokens import hash_api_key
-from kubetask.kube.client import NAMESPACES, SECRETS, TENANTS, ApiError, KubeClient, Obj
-
-LABEL_TENANT = "kubetask.io/tenant"
-LABEL_API_KEY = "kubetask.io/api-key"
+from kubetask.kube.client import NAMESPACES, SECRETS, TENANTS, ApiError, KubeClient
 
 
 def api_key_secret_name(tenant: str) -> str:

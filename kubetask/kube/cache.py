@@ -37,12 +37,12 @@ from typing import Any
 
 import aiohttp
 
-from kubetask.kube.client import ApiError, KubeClient, Obj, Resource
+from kubetask.core.objects import LABEL_USER, Key, Obj
+from kubetask.kube.client import ApiError, KubeClient, Resource
 from kubetask.kube.lean import Transform
 
 log = logging.getLogger(__name__)
 
-Key = tuple[str, str]
 IndexFunc = Callable[[Obj], Iterable[str]]
 Listener = Callable[[str, Obj], None]
 """``listener(event_type, obj)``: the object after the change (before it, for DELETED)."""
@@ -53,7 +53,6 @@ Derive = Callable[[Obj], Any]
 ADDED, MODIFIED, DELETED = "ADDED", "MODIFIED", "DELETED"
 LIST_PAGE = 100
 """Objects per page of a relist: only one page of whole objects is decoded at a time (the rest is lean)."""
-LABEL_USER = "kubetask.io/user"
 
 
 def object_key(obj: Mapping[str, Any]) -> Key:

@@ -22,10 +22,10 @@ from kubernetes_asyncio import client as k8s_client
 from kubernetes_asyncio import config as k8s_config
 
 from kubetask import GROUP, VERSION
+from kubetask.core.objects import Obj
 
 log = logging.getLogger(__name__)
 
-Obj = dict[str, Any]
 PatchType = Literal["merge", "json", "strategic"]
 _PATCH_CONTENT_TYPES: dict[str, str] = {
     "merge": "application/merge-patch+json",

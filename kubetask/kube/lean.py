@@ -19,7 +19,8 @@ import sys
 from collections.abc import Callable, Mapping
 from typing import Any
 
-Obj = dict[str, Any]
+from kubetask.core.objects import Obj
+
 Transform = Callable[[Obj], Obj]
 
 _SHORT = 40

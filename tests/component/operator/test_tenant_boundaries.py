@@ -130,6 +130,26 @@ def test_a_claim_that_slipped_past_the_webhook_takes_nothing_over(harness: Harne
     assert ((harness.get(API, "Tenant", victim) or {}).get("status") or {}).get("namespace") == namespace
 
 
+def test_when_the_owner_goes_the_refused_claimant_takes_the_namespace_over(harness: Harness, extra: Made) -> None:
+    first, second = _name("first"), _name("second")
+    namespace = f"kubetask-{first}"
+    extra.extend([(second, namespace)])
+    harness.start(webhook_enabled=False)
+    assert _post_tenant(harness, first, None, _user("first@example.com")).status_code == 201
+    harness.wait_tenant_namespace(first)
+    _wait_ready(harness, first, "True")
+    created = parse_time((harness.get(API, "Tenant", first) or {})["metadata"]["creationTimestamp"])
+    assert created is not None
+    wait_until(lambda: datetime.now(UTC) >= created + timedelta(seconds=1), 5, "the next second")
+    assert _post_tenant(harness, second, namespace, _user("second@example.com")).status_code == 201
+    assert _wait_ready(harness, second, "False")["reason"] == "NAMESPACE_TAKEN"
+    assert _subjects(harness, namespace) == ["first@example.com"]
+    harness.cluster.delete(API, "Tenant", first)
+    # no spec change and no restart: the operator hands the namespace on when it sees the owner go
+    assert _wait_ready(harness, second, "True")["reason"] == "Reconciled"
+    wait_until(lambda: _subjects(harness, namespace) == ["second@example.com"], 30, "the successor's RoleBinding")
+
+
 # ---------------------------------------------------------------------- system namespaces
 
 
