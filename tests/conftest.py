@@ -9,6 +9,8 @@ Binaries missing? The fixture builds them first (``kubetask cluster provision``)
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -51,3 +53,15 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     for tier, counts in sorted(tiers.items()):
         summary = ", ".join(f"{count} {outcome}" for outcome, count in sorted(counts.items()))
         terminalreporter.write_line(f"tier {tier}: {summary}")
+
+
+@pytest.fixture(autouse=True, scope="module")
+def no_operator_outlives_its_module() -> Iterator[None]:
+    """Tests share one control plane, so an operator left running by one module acts on the next one's
+    Tasks too (twice the Job creates, twice the Events). Each module stops the operators it starts."""
+    yield
+    deadline = time.monotonic() + 10
+    while (alive := [t for t in threading.enumerate() if t.name == "kubetask-operator" and t.is_alive()]) \
+            and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not alive, f"{len(alive)} operator thread(s) still running after this module: stop what you start"

@@ -166,6 +166,7 @@ def _start_stack(cluster: LocalCluster, tmp_path: Path, *, with_operator: bool,
     namespaces = list(TENANT_NAMESPACES)
     reset_namespaces(cluster, namespaces)
     operator: OperatorHandle | None = None
+    stack: Stack | None = None
     api: ApiHandle | None = None
     try:
         operator = _start_operator(kubeconfig) if with_operator else None
@@ -180,8 +181,9 @@ def _start_stack(cluster: LocalCluster, tmp_path: Path, *, with_operator: bool,
         if api is not None:
             api.stop()
         if with_operator:
-            if operator is not None:
-                operator.stop()
+            # the one the stack holds now: a test may have replaced it (an operator restart)
+            for running in {id(o): o for o in (operator, stack.operator if stack else None) if o}.values():
+                running.stop()
             remove_webhook_configurations(cluster)
         reset_namespaces(cluster, namespaces)
 
