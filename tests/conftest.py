@@ -44,15 +44,19 @@ def local_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalClu
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     """One line per tier (unit, component, e2e): CI's log then shows which tiers really ran, not just dots."""
     tiers: dict[str, dict[str, int]] = {}
-    for outcome in ("passed", "failed", "skipped", "error", "xfailed", "xpassed"):
+    seconds: dict[str, float] = {}
+    for outcome in ("passed", "failed", "skipped", "error", "xfailed", "xpassed", ""):
         for report in terminalreporter.stats.get(outcome, []):
             parts = str(getattr(report, "nodeid", "")).split("/")
             tier = parts[1] if len(parts) > 2 and parts[0] == "tests" else "other"
-            counts = tiers.setdefault(tier, {})
-            counts[outcome] = counts.get(outcome, 0) + 1
+            # every phase's report (setup, call, teardown) carries its duration: the tier's time in tests
+            seconds[tier] = seconds.get(tier, 0.0) + float(getattr(report, "duration", 0.0) or 0.0)
+            if outcome and (report.when == "call" or outcome in ("error", "skipped")):
+                counts = tiers.setdefault(tier, {})
+                counts[outcome] = counts.get(outcome, 0) + 1
     for tier, counts in sorted(tiers.items()):
         summary = ", ".join(f"{count} {outcome}" for outcome, count in sorted(counts.items()))
-        terminalreporter.write_line(f"tier {tier}: {summary}")
+        terminalreporter.write_line(f"tier {tier}: {summary} in {seconds.get(tier, 0.0):.0f} s")
 
 
 @pytest.fixture(autouse=True, scope="module")
