@@ -448,6 +448,19 @@ def register(subparsers: Any) -> None:
     _wait_flags(wait)
     wait.set_defaults(func=_guard(cmd_wait))
 
+    watch = tsub.add_parser("watch", parents=[common], help="live progress of one task, or of all yours",
+                            description="Live updates from the API's event stream (no polling): one task until "
+                                        "it ends (exit 0 if it completed, 2 if not), or every task of yours "
+                                        "matching the filters until Ctrl-C.")
+    watch.add_argument("task_id", nargs="?", help="follow this task only (its id or Kubernetes name)")
+    watch.add_argument("--status", help="only tasks in this status (any API's words)")
+    watch.add_argument("--tag", help="only tasks with this tag")
+    watch.add_argument("--template", help="only tasks of this template")
+    watch.add_argument("--no-snapshot", action="store_true", help="only changes, not the tasks as they are now")
+    watch.add_argument("--timeout-wait", type=float, default=None, metavar="SECONDS",
+                       help="give up after this long (exit 3; default: watch for ever)")
+    watch.set_defaults(func=_guard(cmd_watch))
+
     templates = subparsers.add_parser("templates", help="list task templates and show one",
                                       description="Task templates: list, get.")
     tpl = templates.add_subparsers(dest="templates_command", required=True, metavar="ACTION")
