@@ -14,7 +14,7 @@ import time
 from collections.abc import Iterator
 
 import pytest
-from kt_support import install_kubetask_resources
+from kt_support import running_cluster
 
 from kubetask.cluster import DEV_NODES, LocalCluster, cached_binaries, provision
 
@@ -32,13 +32,8 @@ def pytest_collection_finish(session: pytest.Session) -> None:
 @pytest.fixture(scope="session")
 def local_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
     """The session's real control plane with kubetask's CRDs and templates installed."""
-    cluster = LocalCluster(tmp_path_factory.mktemp("local-cluster"), DEV_NODES, progress=print)
-    cluster.start()
-    try:
-        install_kubetask_resources(cluster)
+    with running_cluster(tmp_path_factory.mktemp("local-cluster"), DEV_NODES) as cluster:
         yield cluster
-    finally:
-        cluster.stop()
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:

@@ -18,7 +18,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "component" / "api"))
 
 from kt_api_support import ROOMY, Stack, _start_stack
-from kt_support import install_kubetask_resources
+from kt_support import running_cluster
 
 from kubetask.cluster import LocalCluster
 from kubetask.cluster.kwok import NodeShape
@@ -39,13 +39,8 @@ def api_stack(local_cluster: LocalCluster, tmp_path_factory: pytest.TempPathFact
 @pytest.fixture(scope="module")
 def own_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
     """A control plane of this module's own (two kwok GPU nodes), for tests that stop its apiserver."""
-    cluster = LocalCluster(tmp_path_factory.mktemp("own-cluster"), OUTAGE_NODES, progress=print)
-    cluster.start()
-    try:
-        install_kubetask_resources(cluster)
+    with running_cluster(tmp_path_factory.mktemp("own-cluster"), OUTAGE_NODES) as cluster:
         yield cluster
-    finally:
-        cluster.stop()
 
 
 @pytest.fixture(scope="module")

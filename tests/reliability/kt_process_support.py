@@ -8,14 +8,11 @@ the apiserver's own record of what was created (a Job deleted and made again sho
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import socket
-import ssl
 import subprocess
 import sys
-import threading
 import time
 from collections import Counter
 from dataclasses import dataclass
@@ -23,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from kt_support import Recorder
 
 from kubetask.cluster import LocalCluster
 
@@ -132,56 +130,15 @@ class LiveApi:
     namespaces: list[str]
 
 
-class JobRecorder:
+class JobRecorder(Recorder):
     """Every Job created in ``namespace`` from now on (watch ADDED events, in etcd order)."""
 
     def __init__(self, cluster: LocalCluster, namespace: str) -> None:
-        self.cluster = cluster
-        self.path = f"/apis/batch/v1/namespaces/{namespace}/jobs"
-        listed = cluster.admin().get(self.path)
-        listed.raise_for_status()
-        self._rv = str(listed.json()["metadata"]["resourceVersion"])
-        self.added: list[dict[str, Any]] = []
-        self.error: BaseException | None = None
-        self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="job recorder", daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        context = ssl.create_default_context(cafile=str(self.cluster.ca_file))
-        with httpx.Client(base_url=self.cluster.url, verify=context, timeout=httpx.Timeout(30, read=30),
-                          headers={"Authorization": f"Bearer {self.cluster.admin_token}"}) as http:
-            failures = 0
-            while not self._stop.is_set() and self.error is None:
-                params = {"watch": "true", "resourceVersion": self._rv, "allowWatchBookmarks": "true",
-                          "timeoutSeconds": "5"}
-                try:
-                    with http.stream("GET", self.path, params=params) as response:
-                        response.raise_for_status()
-                        for line in response.iter_lines():
-                            if line:
-                                self._event(json.loads(line))
-                    failures = 0
-                except httpx.HTTPError as error:
-                    failures += 1
-                    if failures > 30:
-                        self.error = error
-                    time.sleep(0.2)
-
-    def _event(self, event: dict[str, Any]) -> None:
-        obj = event.get("object") or {}
-        if event.get("type") == "ERROR":  # 410 Gone: events were lost, so the record would be incomplete
-            self.error = RuntimeError(f"watch {self.path}: {obj}")
-            return
-        self._rv = str((obj.get("metadata") or {}).get("resourceVersion") or self._rv)
-        if event.get("type") == "ADDED":
-            with self._lock:
-                self.added.append(obj)
+        super().__init__(cluster, f"/apis/batch/v1/namespaces/{namespace}/jobs")
 
     def per_task(self) -> Counter[str]:
         """Jobs created per Task (the ``kubetask.io/task-name`` annotation)."""
-        assert self.error is None, f"the Job recorder failed: {self.error!r}"
+        self._checked()
         with self._lock:
             return Counter(str((j["metadata"].get("annotations") or {}).get("kubetask.io/task-name"))
                            for j in self.added)
@@ -190,10 +147,6 @@ class JobRecorder:
         with self._lock:
             names = Counter(j["metadata"]["name"] for j in self.added)
         return sorted(name for name, count in names.items() if count > 1)
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(10)
 
 
 def task_body(name: str, namespace: str) -> dict[str, Any]:

@@ -8,10 +8,7 @@ test folder) finds the shared control plane as it was.
 
 from __future__ import annotations
 
-import json
 import re
-import ssl
-import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -24,7 +21,7 @@ from typing import Any
 
 import httpx
 import pytest
-from kt_support import remove_webhook_configurations, reset_namespaces
+from kt_support import Recorder, remove_webhook_configurations, reset_namespaces
 from kubernetes.utils.quantity import parse_quantity
 
 from kubetask.cluster import LocalCluster
@@ -57,83 +54,6 @@ def wait_until(predicate: Callable[[], Any], timeout: float, what: str | Callabl
             return
         time.sleep(interval)
     raise AssertionError(f"timed out waiting for {what() if callable(what) else what}")
-
-
-class Recorder:
-    """Watches one collection from now on and records its events (``events``; ``added``: the creates).
-
-    A watch delivers events in etcd revision order, so ``names`` is the order of creation:
-    the real apiserver's own record of creates (what the simulator's ``stats()`` used to give).
-    """
-
-    def __init__(self, cluster: LocalCluster, path: str) -> None:
-        self.cluster, self.path = cluster, path
-        self.added: list[dict[str, Any]] = []
-        self.events: list[tuple[int, str, dict[str, Any]]] = []
-        """``(resourceVersion, type, object)``: the etcd revision orders events across recorders."""
-        self._stop = threading.Event()
-        self._lock = threading.Lock()
-        listed = cluster.admin().get(path)
-        listed.raise_for_status()
-        self._rv = str(listed.json()["metadata"]["resourceVersion"])
-        self.error: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, name=f"recorder {path}", daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        context = ssl.create_default_context(cafile=str(self.cluster.ca_file))
-        with httpx.Client(base_url=self.cluster.url, verify=context, timeout=httpx.Timeout(30, read=30),
-                          headers={"Authorization": f"Bearer {self.cluster.admin_token}"}) as http:
-            failures = 0
-            while not self._stop.is_set() and self.error is None:
-                try:
-                    params = {"watch": "true", "resourceVersion": self._rv, "allowWatchBookmarks": "true",
-                              "timeoutSeconds": "1"}
-                    with http.stream("GET", self.path, params=params) as response:
-                        response.raise_for_status()
-                        for line in response.iter_lines():
-                            if line:
-                                self._event(json.loads(line))
-                    failures = 0
-                except httpx.HTTPError as error:  # the apiserver is busy: watch again from the last revision
-                    failures += 1
-                    if failures > 20:
-                        self.error = error
-                    time.sleep(0.2)
-
-    def _event(self, event: dict[str, Any]) -> None:
-        obj = event.get("object") or {}
-        if event.get("type") == "ERROR":  # e.g. 410 Gone: events were lost, the record is incomplete
-            self.error = RuntimeError(f"watch {self.path}: {obj}")
-            return
-        self._rv = str((obj.get("metadata") or {}).get("resourceVersion") or self._rv)
-        if event.get("type") in ("ADDED", "MODIFIED", "DELETED"):
-            with self._lock:
-                self.events.append((int(self._rv), str(event["type"]), obj))
-                if event["type"] == "ADDED":
-                    self.added.append(obj)
-
-    def _checked(self) -> None:
-        assert self.error is None, f"the recorder of {self.path} failed: {self.error!r}"
-
-    @property
-    def names(self) -> list[str]:
-        self._checked()
-        with self._lock:
-            return [o["metadata"]["name"] for o in self.added]
-
-    def rank(self) -> dict[str, int]:
-        """Name -> its creation rank."""
-        return {name: i for i, name in enumerate(self.names)}
-
-    def duplicates(self) -> dict[str, int]:
-        """Names created more than once (a Job deleted and made again, say)."""
-        names = self.names
-        return {n: names.count(n) for n in set(names) if names.count(n) > 1}
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(10)
 
 
 TERMINAL_POD_PHASES = ("Succeeded", "Failed")
