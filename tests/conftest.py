@@ -9,9 +9,11 @@ Binaries missing? The fixture builds them first (``kubetask cluster provision``)
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from kt_support import running_cluster
@@ -60,7 +62,22 @@ def no_operator_outlives_its_module() -> Iterator[None]:
     Tasks too (twice the Job creates, twice the Events). Each module stops the operators it starts."""
     yield
     deadline = time.monotonic() + 10
-    while (alive := [t for t in threading.enumerate() if t.name == "kubetask-operator" and t.is_alive()]) \
-            and time.monotonic() < deadline:
+    while (alive := _running_operators()) and time.monotonic() < deadline:
         time.sleep(0.2)
-    assert not alive, f"{len(alive)} operator thread(s) still running after this module: stop what you start"
+    assert not alive, f"operators still running after this module: {alive}; stop what you start"
+
+
+def _running_operators() -> list[str]:
+    """Operator threads of this process, and ``kubetask operator`` processes it started."""
+    found = [t.name for t in threading.enumerate() if t.name == "kubetask-operator" and t.is_alive()]
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            parent = int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            argv = (proc / "cmdline").read_bytes().split(b"\0")
+        except (OSError, IndexError, ValueError):
+            continue  # gone meanwhile
+        if parent == os.getpid() and b"kubetask.cli" in argv and b"operator" in argv:
+            found.append(f"pid {proc.name}")
+    return found

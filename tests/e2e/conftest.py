@@ -203,7 +203,9 @@ class Stack:
     callback_secret: str
 
 
-@pytest.fixture(scope="session")
+# Module scope, not session: with no KUBECONFIG the cluster is the session's shared control plane, and an
+# operator left running after the e2e module would act on the later tiers' Tasks.
+@pytest.fixture(scope="module")
 def stack(cluster: Cluster, crds_applied: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     """kubetask running against the cluster: local processes, or the installed release."""
     if INSTALLED:
@@ -258,7 +260,7 @@ class Tenant:
     http: httpx.Client
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def make_tenant(cluster: Cluster, stack: Stack) -> Iterator[Callable[..., Tenant]]:
     """Create a uniquely named Tenant (namespace, hashed API key Secret) and wait for its namespace."""
     from kubernetes.client.exceptions import ApiException
