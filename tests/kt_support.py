@@ -35,6 +35,20 @@ def find_tool(name: str) -> str | None:
     return None
 
 
+def wait_until(predicate: Callable[[], Any], timeout: float = 60.0, what: str | Callable[[], str] = "condition",
+               interval: float = 0.1) -> Any:
+    """Poll ``predicate`` until it returns something truthy (returned); fail naming ``what`` and the last value."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = predicate()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what() if callable(what) else what} "
+                         f"(last: {last!r})")
+
+
 @contextmanager
 def running_cluster(workdir: Path, nodes: Sequence[NodeShape]) -> Iterator[LocalCluster]:
     """A started control plane with kubetask's CRDs and templates installed, stopped on exit."""

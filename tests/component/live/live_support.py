@@ -24,6 +24,7 @@ from urllib.parse import urlsplit
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "api"))
 
 from kt_api_support import ADMIN_KEY, ALICE_KEY, BOB_KEY, ROOMY, Stack, _start_stack
+from kt_support import wait_until
 
 __all__ = ["ADMIN_KEY", "ALICE_KEY", "BOB_KEY", "ROOMY", "SSEReader", "Stack", "sim", "start_stack", "wait_until"]
 
@@ -57,15 +58,6 @@ def sim(seconds: float = 1, exit_code: int = 0, **extra: str) -> dict[str, str]:
     return out
 
 
-def wait_until(predicate: Callable[[], Any], timeout: float = 60.0, interval: float = 0.2) -> Any:
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = predicate()
-        if last:
-            return last
-        time.sleep(interval)
-    raise AssertionError(f"condition not met within {timeout} s (last: {last!r})")
 
 
 @dataclass

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -21,7 +21,7 @@ from typing import Any
 
 import httpx
 import pytest
-from kt_support import Recorder, remove_webhook_configurations, reset_namespaces
+from kt_support import Recorder, remove_webhook_configurations, reset_namespaces, wait_until
 from kubernetes.utils.quantity import parse_quantity
 
 from kubetask.cluster import LocalCluster
@@ -46,14 +46,6 @@ class FakeClock:
         return self.fixed if self.fixed is not None else datetime.now(UTC) + self.offset
 
 
-def wait_until(predicate: Callable[[], Any], timeout: float, what: str | Callable[[], str] = "condition",
-               interval: float = 0.1) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(interval)
-    raise AssertionError(f"timed out waiting for {what() if callable(what) else what}")
 
 
 TERMINAL_POD_PHASES = ("Succeeded", "Failed")
