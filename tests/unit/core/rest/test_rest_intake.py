@@ -12,19 +12,6 @@ from kubetask.core.rest.errors import RestError
 from kubetask.core.rest.intake import BuildContext, build_task, generate_task_id, parse_priority
 
 
-def _merge(target: Any, patch: Any) -> Any:
-    """RFC 7386 applied, to check the patch really produces the new value."""
-    if not isinstance(patch, dict):
-        return patch
-    result = dict(target) if isinstance(target, dict) else {}
-    for key, value in patch.items():
-        if value is None:
-            result.pop(key, None)
-        else:
-            result[key] = _merge(result.get(key), value)
-    return result
-
-
 def test_seed_001_script_with_metadata_priority_and_tags() -> None:
     task = build({"name": "Data", "description": "d", "script_content": "print(1)", "script_type": "python",
                   "timeout_seconds": 30, "metadata": {"tags": ["a", "b"], "priority": "high"}})

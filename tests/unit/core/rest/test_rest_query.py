@@ -11,19 +11,6 @@ from kubetask.core.rest.errors import RestError
 from kubetask.core.rest.query import list_envelope, make_query, normalize_status, query_tasks
 
 
-def _merge(target: Any, patch: Any) -> Any:
-    """RFC 7386 applied, to check the patch really produces the new value."""
-    if not isinstance(patch, dict):
-        return patch
-    result = dict(target) if isinstance(target, dict) else {}
-    for key, value in patch.items():
-        if value is None:
-            result.pop(key, None)
-        else:
-            result[key] = _merge(result.get(key), value)
-    return result
-
-
 @pytest.mark.parametrize(("text", "status"), [
     ("PENDING", "pending"), ("success", "completed"), ("succeeded", "completed"), ("done", "completed"),
     ("error", "failed"), ("canceled", "cancelled"), ("in_progress", "running"), ("In-Progress", "running"),
