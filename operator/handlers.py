@@ -128,7 +128,16 @@ def build_registry(state: State) -> kopf.OperatorRegistry:
             if not claim_verdict(state, successor, exclude=gone_name).allowed:
                 return
             name = str(successor["metadata"]["name"])
-            await apply_tenant(state, successor)
+            # The garbage collector is removing the old owner's quota, limits and RBAC at the same time: an
+            # object deleted under our patch (404) is simply created on the next try.
+            for attempt in range(5):
+                try:
+                    await apply_tenant(state, successor)
+                    break
+                except ApiError as error:
+                    if not error.not_found or attempt == 4:
+                        raise
+                    await asyncio.sleep(1.0)
             status = successor.get("status") or {}
             await state.client.patch_status(TENANTS, name, {"status": {"conditions": _ready(
                 status, "True", "Reconciled", "namespace, quota, limits and RBAC are in place")}})
