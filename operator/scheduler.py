@@ -43,7 +43,7 @@ import aiohttp
 
 from kubetask.core import queue as policy
 from kubetask.core.cycle import (
-    ACCOUNTED_ANNOTATION,
+    ACCOUNTED_FIELD,
     CreateBackoff,
     CycleSettings,
     PassPlan,
@@ -585,7 +585,7 @@ class Scheduler:
     async def _account(self, keys: list[Key], now: datetime) -> None:
         """Add finished GPU time to the tenants' months, exactly once per second of it, one write per tenant.
 
-        Each Task's annotation records how much of its ``gpuSeconds`` has been accounted; a tenant
+        Each Task's ``status.accountedGpuSeconds`` records how much of its ``gpuSeconds`` has been accounted; a tenant
         is charged the difference first, then the marks move.  A crash in between may charge one
         execution twice, never zero.
         """
@@ -629,8 +629,8 @@ class Scheduler:
 
         async def mark(key: Key, total: float) -> None:
             try:
-                updated = await state.client.patch(
-                    TASKS, key[1], {"metadata": {"annotations": {ACCOUNTED_ANNOTATION: f"{total:.3f}"}}}, key[0])
+                updated = await state.client.patch_status(
+                    TASKS, key[1], {"status": {ACCOUNTED_FIELD: total}}, key[0])
                 state.tasks.upsert(updated)
             except ApiError as error:
                 if not error.not_found:

@@ -65,8 +65,10 @@ from kubetask.core.times import parse_time
 from kubetask.core.tokens import task_token
 from kubetask.settings import GpuSettings
 
-ACCOUNTED_ANNOTATION = "kubetask.io/accounted-gpu-seconds"
-"""On a Task: how much of its ``status.gpuSeconds`` has been added to its tenant's month."""
+ACCOUNTED_FIELD = "accountedGpuSeconds"
+"""In a Task's status: how much of its ``status.gpuSeconds`` has been added to its tenant's month.  Status,
+not an annotation: tenants may edit their Tasks' metadata but not their status, so nobody can mark their
+own GPU time as paid for; and a ``/status`` patch passes no admission webhook."""
 
 
 @dataclass(frozen=True)
@@ -278,10 +280,10 @@ class PassPlan:
 
 def accounted(task: Mapping[str, Any]) -> float:
     """The GPU-seconds of the Task already added to its tenant's usage."""
-    raw = ((task.get("metadata") or {}).get("annotations") or {}).get(ACCOUNTED_ANNOTATION)
+    raw = (task.get("status") or {}).get(ACCOUNTED_FIELD)
     try:
         return float(raw) if raw is not None else 0.0
-    except ValueError:
+    except (TypeError, ValueError):
         return 0.0
 
 
@@ -666,6 +668,6 @@ def _moved(old: Any, new: datetime | None, tolerance: float) -> bool:
     return abs((new - before).total_seconds()) >= tolerance
 
 
-__all__ = ["ACCOUNTED_ANNOTATION", "REJECTED_STATUSES", "CreateBackoff", "CycleSettings", "PassPlan", "Snapshot",
+__all__ = ["ACCOUNTED_FIELD", "REJECTED_STATUSES", "CreateBackoff", "CycleSettings", "PassPlan", "Snapshot",
            "TaskAction", "TaskView", "Unreported", "accounted", "after_create_failure", "expected_duration", "in_quota",
            "needs_accounting", "observe", "owned_by", "plan_pass", "settled", "template_spec"]

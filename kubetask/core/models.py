@@ -165,6 +165,8 @@ class TaskStatus(CamelModel):
     result: Any = None
     result_source: Literal["terminationMessage", "callback"] | None = None
     gpu_seconds: float | None = None
+    accounted_gpu_seconds: float | None = None
+    """How much of ``gpu_seconds`` the operator has added to the tenant's monthly usage."""
     observed_generation: int | None = None
     retry_count: int | None = None
     next_retry_at: datetime | None = None

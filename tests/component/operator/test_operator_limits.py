@@ -71,11 +71,17 @@ def test_tenant_is_reconciled_into_namespace_quota_limits_and_rbac(kt: Harness) 
     kt.wait_tenant_namespace(tenant)
     kt.create_task("work", ns, resources={"gpus": 2}, fast=False,
                    annotations={"kubetask.dev/sim-duration-seconds": "1.2"})
+    # A Task's editor may write its annotations: a mark there saying "already paid for" must count for nothing.
+    kt.patch(f"/apis/kubetask.io/v1alpha1/namespaces/{ns}/tasks/work",
+             {"metadata": {"annotations": {"kubetask.io/accounted-gpu-seconds": "1000000"}}})
     task = kt.wait_phase("work", "Succeeded", ns)
     assert task["spec"]["user"] == tenant
     assert task["status"]["gpuSeconds"] > 0
     wait_until(lambda: tenant_status(kt, tenant).get("gpuSecondsThisMonth", 0) >= task["status"]["gpuSeconds"], 30,
                "usage accounted")
+    # the operator's own mark is in the status, which tenants cannot write
+    wait_until(lambda: (kt.get(API, "Task", "work", ns) or {}).get("status", {}).get("accountedGpuSeconds")
+               == task["status"]["gpuSeconds"], 30, "the accounted mark")
     kt.client().delete(f"/apis/kubetask.io/v1alpha1/namespaces/{ns}/tasks/work")
     wait_until(lambda: kt.get(API, "Task", "work", ns) is None, 30, "the task deleted")
     time.sleep(1)  # nothing to wait for: the deletion must not change the accounted usage

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from kubetask.core.cycle import (
-    ACCOUNTED_ANNOTATION,
+    ACCOUNTED_FIELD,
     CycleSettings,
     PassPlan,
     Snapshot,
@@ -215,8 +215,16 @@ CASES: dict[str, Case] = {
         changed=[view(task("t", status={"phase": "Succeeded", "observedGeneration": 1}))], no_action=["t"],
         queued_after=[], running_after=[]),
     "finished GPU time not yet accounted is listed": Case(
+        changed=[view(task("t", status={"phase": "Succeeded", "observedGeneration": 1, "gpuSeconds": 30.0,
+                                        ACCOUNTED_FIELD: 10.0}))],
+        check=lambda plan: plan.accounting == [(NS, "t")]),
+    "fully accounted GPU time is settled": Case(
+        changed=[view(task("t", status={"phase": "Succeeded", "observedGeneration": 1, "gpuSeconds": 30.0,
+                                        ACCOUNTED_FIELD: 30.0}))],
+        no_action=["t"], check=lambda plan: plan.accounting == []),
+    "a mark in the annotations counts for nothing (tenants may write them)": Case(
         changed=[view(task("t", status={"phase": "Succeeded", "observedGeneration": 1, "gpuSeconds": 30.0},
-                           annotations={ACCOUNTED_ANNOTATION: "10.000"}))],
+                           annotations={"kubetask.io/accounted-gpu-seconds": "30.000"}))],
         check=lambda plan: plan.accounting == [(NS, "t")]),
     "a moved position waits for its throttle": Case(
         stored=[task("w", status=queued_status(position=3))], queued=[entry("w")], nodes=[gpu_node(used=4)],
