@@ -81,9 +81,10 @@ def node_labels(node: Mapping[str, Any]) -> dict[str, str]:
 
 
 def pod_node(pod: Mapping[str, Any]) -> list[str]:
-    """Index function: the node a pod is bound to (none before scheduling)."""
+    """Index function: the node a pod is bound to and holds capacity on (none before scheduling, none once
+    finished: a node's figures count what runs there, and a node's bucket must not grow with its history)."""
     node = (pod.get("spec") or {}).get("nodeName")
-    return [str(node)] if node else []
+    return [str(node)] if node and not pod_is_terminal(pod) else []
 
 
 def ready_condition(node: Mapping[str, Any]) -> Mapping[str, Any] | None:

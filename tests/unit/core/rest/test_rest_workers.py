@@ -144,6 +144,7 @@ def test_utilization_bounds() -> None:
 def test_pod_index() -> None:
     assert pod_node(pod("a", "n1")) == ["n1"]
     assert pod_node(pod("a", None)) == []
+    assert pod_node(pod("a", "n1", phase="Succeeded")) == []  # finished: holds nothing there any more
     grouped = pods_by_node([pod("a", "n1"), pod("b", "n2"), pod("c", "n1"), pod("d", None)])
     assert {k: [p["metadata"]["name"] for p in v] for k, v in grouped.items()} == {"n1": ["a", "c"], "n2": ["b"]}
 
