@@ -28,6 +28,9 @@ class Metrics:
         self.admissions = Counter("kubetask_admissions_total", "Executions admitted", registry=self.registry)
         self.scheduler_passes = Counter("kubetask_scheduler_passes_total", "Scheduler passes",
                                         registry=self.registry)
+        self.plan_seconds = Histogram(
+            "kubetask_scheduler_plan_seconds", "Time a scheduler pass spent deciding (the next pass waits as long)",
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0), registry=self.registry)
         self.webhook_deliveries = Counter(
             "kubetask_webhook_delivery_attempts_total", "Completion-webhook delivery attempts by outcome",
             ["outcome"], registry=self.registry)

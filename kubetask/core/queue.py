@@ -365,6 +365,7 @@ def decide(
     considered: list[QueuedTask] = []
     blocked_pools: list[tuple[str, tuple[str, str], QueuedTask]] = []  # (queue, pool, blocker)
     quota_holds: dict[str, dict[str, tuple[QueuedTask, int, int]]] = defaultdict(dict)  # ns -> key -> blocker
+    hold_messages: dict[tuple[str, str], str] = {}
     admissions = 0
 
     def admit_or_explain(task: QueuedTask) -> str:
@@ -387,12 +388,17 @@ def decide(
         vector = task.demand.quota_vector(gpu_resource)
         for key, (blocker, hard, need_first) in quota_holds.get(task.namespace, {}).items():
             if vector.get(key):
-                label = _quota_label(key, gpu_resource)
-                have = max(used.get(key, 0) for used in
-                           (quota_used[(q.namespace, q.name)] for q in quotas_by_ns.get(task.namespace, [])))
-                decision.waiting[task.key] = Waiting(
-                    "Quota", f"{label} quota {_fmt_amount(key, have)}/{_fmt_amount(key, hard)} in use; waiting "
-                             f"behind {blocker.name}, which needs {_fmt_amount(key, need_first)} first")
+                # Everything behind one blocker reads the same: no task that needs ``key`` is admitted in
+                # this namespace once it is held, so the figures cannot move during the pass.
+                message = hold_messages.get((task.namespace, key))
+                if message is None:
+                    label = _quota_label(key, gpu_resource)
+                    have = max(used.get(key, 0) for used in
+                               (quota_used[(q.namespace, q.name)] for q in quotas_by_ns.get(task.namespace, [])))
+                    message = hold_messages[(task.namespace, key)] = (
+                        f"{label} quota {_fmt_amount(key, have)}/{_fmt_amount(key, hard)} in use; waiting "
+                        f"behind {blocker.name}, which needs {_fmt_amount(key, need_first)} first")
+                decision.waiting[task.key] = Waiting("Quota", message)
                 return "tenant"
         for quota in quotas_by_ns.get(task.namespace, []):
             used = quota_used[(quota.namespace, quota.name)]
@@ -465,10 +471,17 @@ def decide(
         per_tenant = {tenant: sorted(tasks, key=lambda t: t.fifo_key)
                       for tenant, tasks in levels[priority].items()}
         cursor = dict.fromkeys(per_tenant, 0)
-        active = set(per_tenant)
-        while active:
-            tenant = min(active, key=lambda t: (dominant_share(usage[t], totals), running_count[t],
-                                                per_tenant[t][cursor[t]].queued_at, t))
+
+        def turn(t: str, per_tenant: dict[str, list[QueuedTask]] = per_tenant,
+                 cursor: dict[str, int] = cursor) -> tuple[Any, ...]:
+            return dominant_share(usage[t], totals), running_count[t], per_tenant[t][cursor[t]].queued_at, t
+
+        # Whose turn it is: a heap, since one turn changes only that tenant's usage and cursor (the
+        # others' keys stand), instead of recomputing every tenant's share for every task considered.
+        turns = [turn(t) for t in per_tenant]
+        heapq.heapify(turns)
+        while turns:
+            tenant = heapq.heappop(turns)[-1]
             task = per_tenant[tenant][cursor[tenant]]
             considered.append(task)
             outcome = admit_or_explain(task)
@@ -479,8 +492,8 @@ def decide(
                     considered.append(rest)
                     decision.waiting[rest.key] = Waiting("MaxRunning", decision.waiting[task.key].message)
                 cursor[tenant] = len(per_tenant[tenant])
-            if cursor[tenant] >= len(per_tenant[tenant]):
-                active.discard(tenant)
+            if cursor[tenant] < len(per_tenant[tenant]):
+                heapq.heappush(turns, turn(tenant))
 
     decision.shares = {t: dominant_share(u, totals) for t, u in usage.items()}
     _positions_and_estimates(decision, considered, running, now)

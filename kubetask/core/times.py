@@ -7,6 +7,7 @@ all of them (naive values are taken as UTC); :func:`format_time` writes the Kube
 
 from __future__ import annotations
 
+import functools
 import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -30,6 +31,13 @@ def parse_time(value: Any) -> datetime | None:
         return datetime.fromtimestamp(float(value), UTC)
     if not isinstance(value, str):
         return None
+    return _parse_text(value)
+
+
+@functools.lru_cache(maxsize=16_384)
+def _parse_text(value: str) -> datetime | None:
+    # Cached: a scheduling pass reads the same few thousand timestamps (queuedAt, estimatedStartTime,
+    # creationTimestamp) of every waiting Task again; datetimes are immutable, so sharing one is safe.
     text = value.strip()
     if _NUMBER.fullmatch(text):
         return datetime.fromtimestamp(float(text), UTC)
