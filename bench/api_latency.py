@@ -8,7 +8,10 @@ Prints:
 * ``GET /tasks`` with a filter, a sort and a page over 10,000 tasks (1,000 per user): p50/p99, for
   each replica count of ``--replicas`` (default ``1,2``); replicas are separate ``kubetask api``
   processes sharing one port (``SO_REUSEPORT``: the kernel spreads the clients' connections, as a
-  Service spreads them over pods), each with its own watch caches;
+  Service spreads them over pods), each with its own watch caches.  Twice: closed loop (each client
+  sends again as soon as it is answered, so the latency is ``clients / throughput`` by Little's law,
+  the machine's saturation) and paced (``--get-rate`` requests per second spread over the clients,
+  latency counted from when each request was due);
 * CPU milliseconds per request of the apiserver, the API processes and this load generator.
 
 Separate processes, as in production: the control plane, the API and this load generator.  No
@@ -62,6 +65,26 @@ async def run_concurrently(clients: int, total: int, op: Callable[[int], Awaitab
     return latencies
 
 
+async def run_open_loop(clients: int, total: int, interval: float, op: Callable[[int], Awaitable[None]]) -> list[float]:
+    """``clients`` clients, each sending its next request ``interval`` seconds after its previous one was due
+    (not after it was answered: latency counts from when a request was due, so a slow answer is not hidden
+    by the requests it held back)."""
+    latencies: list[float] = []
+    per_client = max(1, total // clients)
+    started = time.perf_counter()
+
+    async def client(index: int) -> None:
+        offset = interval * index / clients  # spread the clients over the interval
+        for n in range(per_client):
+            due = started + offset + n * interval
+            await asyncio.sleep(max(0.0, due - time.perf_counter()))
+            await op(index * per_client + n)
+            latencies.append(time.perf_counter() - due)
+
+    await asyncio.gather(*(client(i) for i in range(clients)))
+    return latencies
+
+
 @asynccontextmanager
 async def api_sessions(url: str, clients: int) -> AsyncIterator[dict[str, aiohttp.ClientSession]]:
     # aiohttp on both sides of the ratio: the raw creates go through KubeClient, itself on aiohttp.
@@ -96,10 +119,14 @@ class Phase:
 
 
 async def timed(name: str, pids: dict[str, int], clients: int, total: int,
-                op: Callable[[int], Awaitable[None]]) -> Phase:
+                op: Callable[[int], Awaitable[None]], interval: float | None = None) -> Phase:
+    """Closed loop (each client sends again once answered) or, with ``interval``, open loop."""
     meter = Meter(pids)
     started = time.perf_counter()
-    latencies = await run_concurrently(clients, total, op)
+    if interval is None:
+        latencies = await run_concurrently(clients, total, op)
+    else:
+        latencies = await run_open_loop(clients, total, interval, op)
     return Phase(name, latencies, time.perf_counter() - started, meter.used())
 
 
@@ -140,7 +167,7 @@ async def fill(args: argparse.Namespace, kube: KubeClient, created: dict[str, in
 
 
 async def gets(args: argparse.Namespace, url: str, pids: dict[str, int], profile: Path | None,
-               replicas: int) -> Phase:
+               replicas: int) -> tuple[Phase, Phase]:
     async with api_sessions(url, args.clients) as http:
         deadline = time.monotonic() + 180  # until every replica's cache holds every task
         while time.monotonic() < deadline:
@@ -161,9 +188,12 @@ async def gets(args: argparse.Namespace, url: str, pids: dict[str, int], profile
                     raise RuntimeError(f"GET /tasks -> {response.status}: {body[:200]!r}")
 
         await run_concurrently(args.clients, 4 * args.clients, get)  # warm-up: connections to every replica
+        label = f"{replicas} replica{'s' if replicas > 1 else ''}"
         with profiled(pids["api"], profile / f"api-get-{replicas}.txt" if profile else None):
-            return await timed(f"GET /tasks, {replicas} replica{'s' if replicas > 1 else ''}", pids,
-                               args.clients, args.gets, get)
+            closed = await timed(f"GET /tasks, {label}", pids, args.clients, args.gets, get)
+        opened = await timed(f"GET /tasks, {label}, paced", pids, args.clients, args.gets, get,
+                             interval=args.clients / args.get_rate)
+        return closed, opened
 
 
 async def _create(kube: KubeClient, body: dict[str, Any], user: str) -> None:
@@ -206,6 +236,8 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=50)
     parser.add_argument("--posts", type=int, default=1000, help="POSTs (and as many raw creates)")
     parser.add_argument("--gets", type=int, default=2000, help="GETs per replica count")
+    parser.add_argument("--get-rate", type=float, default=250.0,
+                        help="requests per second of the paced (open-loop) GET phase, spread over the clients")
     parser.add_argument("--replicas", default="1,2", help="API replica counts to measure GET with (default 1,2)")
     parser.add_argument("--profile", default=None, metavar="DIR", help="py-spy the API process into DIR")
     args = parser.parse_args()
@@ -223,15 +255,21 @@ def main() -> None:
     print(f"  ratio POST/raw               p50 {p50:5.2f}x   p99 {p99:5.2f}x")
     print(f"  GET /tasks (status+tag filter, sort by priority, page of 50) over {figures['tasks']} tasks "
           f"({PER_USER} per user):")
-    for replicas, phase in figures["gets"].items():
-        print(phase.line() + f"   API RSS {'+'.join(f'{m:.0f}' for m in figures['rss'][replicas])} MB")
+    print(f"  closed loop: each client sends its next GET once answered (latency = clients / throughput); paced: "
+          f"{args.get_rate:g} req/s in all, each client every {args.clients / args.get_rate * 1000:.0f} ms, "
+          f"latency from when a request was due")
+    for replicas, (closed, paced) in figures["gets"].items():
+        print(closed.line() + f"   API RSS {'+'.join(f'{m:.0f}' for m in figures['rss'][replicas])} MB")
+        print(paced.line())
     if profile is not None:
         print(f"  API profiles (py-spy): {profile}/api-post.top.txt, {profile}/api-get-*.top.txt")
     gets = figures["gets"]
     result(clients=args.clients, post_p50_ms=round(ms(post.latencies, 0.5), 1),
            post_p99_ms=round(ms(post.latencies, 0.99), 1), post_raw_p50=round(p50, 2), post_raw_p99=round(p99, 2),
-           **{f"get_p99_ms_{r}replica": round(ms(phase.latencies, 0.99), 1) for r, phase in gets.items()},
-           **{f"get_p50_ms_{r}replica": round(ms(phase.latencies, 0.5), 1) for r, phase in gets.items()},
+           **{f"get_p99_ms_{r}replica": round(ms(closed.latencies, 0.99), 1) for r, (closed, _) in gets.items()},
+           **{f"get_p50_ms_{r}replica": round(ms(closed.latencies, 0.5), 1) for r, (closed, _) in gets.items()},
+           **{f"paced_get_p99_ms_{r}replica": round(ms(paced.latencies, 0.99), 1) for r, (_, paced) in gets.items()},
+           get_rate=args.get_rate,
            tasks=figures["tasks"])
 
 

@@ -2,9 +2,9 @@
 
 ``N`` tenants (30 by default), each a Tenant with a GPU quota of 20; per tenant
 
-* 350 small tasks: 1 GPU, 200 ms run, one every 100 ms;
-* 100 medium tasks: 5 GPU, 500 ms run, one every 500 ms;
-* 50 large tasks: 20 GPU, 1 s run, one every 1.2 s;
+* 350 small tasks: 1 GPU, 200 ms run, one every 100 ms, priority 2;
+* 100 medium tasks: 5 GPU, 500 ms run, one every 500 ms, priority 5;
+* 50 large tasks: 20 GPU, 1 s run, one every 1.2 s, priority 10 (Kueue's 50, 100 and 200);
 
 15,000 tasks for 30 tenants, on kwok nodes of 24 GPUs (``ceil(20 N / 24)`` of them: 25 for 30 tenants),
 submitted through the apiserver (and the operator's admission webhook) by an open-loop generator.
@@ -51,11 +51,14 @@ from kubetask.kube.client import JOBS, PODS, TASKS, TENANTS, ApiError, KubeClien
 
 QUOTA = 20
 GPUS_PER_NODE = 24
-SHAPE = (  # (kind, count, gpus, run seconds, interval seconds)
-    ("small", 350, 1, 0.2, 0.1),
-    ("medium", 100, 5, 0.5, 0.5),
-    ("large", 50, 20, 1.0, 1.2),
+SHAPE = (  # (kind, count, gpus, run seconds, interval seconds, priority)
+    ("small", 350, 1, 0.2, 0.1, 2),
+    ("medium", 100, 5, 0.5, 0.5, 5),
+    ("large", 50, 20, 1.0, 1.2, 10),
 )
+"""Kueue's baseline (``test/performance/scheduler/configs/baseline/generator.yaml``): its priorities 50, 100
+and 200 become 2, 5 and 10 on kubetask's 0-10 scale (the order is what counts: large first).  Kueue's
+ClusterQueues also borrow within cohorts and preempt lower priorities; kubetask's tenants do neither."""
 TERMINAL = ("Succeeded", "Failed", "Cancelled")
 
 
@@ -66,19 +69,22 @@ class Planned:
     gpus: int
     seconds: float
     at: float  # seconds after the start
+    priority: int
 
     def body(self) -> dict[str, Any]:
         return {"apiVersion": "kubetask.io/v1alpha1", "kind": "Task",
                 "metadata": {"name": self.name, "namespace": self.namespace},
-                "spec": {"image": "busybox", "resources": {"gpus": self.gpus, "cpu": "10m", "memory": "16Mi"},
+                "spec": {"image": "busybox", "priority": self.priority,
+                         "resources": {"gpus": self.gpus, "cpu": "10m", "memory": "16Mi"},
                          "podAnnotations": {"kubetask.dev/sim-duration-seconds": str(self.seconds)}}}
 
 
 def plan(tenants: list[str]) -> list[Planned]:
     out = []
     for tenant in tenants:
-        for kind, count, gpus, seconds, interval in SHAPE:
-            out += [Planned(f"kubetask-{tenant}", f"{kind}-{i:03d}", gpus, seconds, i * interval) for i in range(count)]
+        for kind, count, gpus, seconds, interval, priority in SHAPE:
+            out += [Planned(f"kubetask-{tenant}", f"{kind}-{i:03d}", gpus, seconds, i * interval, priority)
+                    for i in range(count)]
     return sorted(out, key=lambda p: p.at)
 
 
@@ -99,6 +105,7 @@ class Tracker:
         self.pod_ended: dict[tuple[str, str], float] = {}
         self.pod_added: dict[tuple[str, str], float] = {}
         self.pod_running: dict[tuple[str, str], float] = {}
+        self.pod_bound: dict[tuple[str, str], float] = {}
         self.job_added: dict[tuple[str, str], float] = {}
         self.done = asyncio.Event()
 
@@ -133,6 +140,8 @@ class Tracker:
                     key = (str(meta.get("namespace")), str(task))
                     phase = (obj.get("status") or {}).get("phase")
                     self.pod_added.setdefault(key, time.monotonic())
+                    if (obj.get("spec") or {}).get("nodeName"):
+                        self.pod_bound.setdefault(key, time.monotonic())
                     if phase == "Running":
                         self.pod_running.setdefault(key, time.monotonic())
                     if phase in ("Succeeded", "Failed"):
@@ -215,7 +224,11 @@ async def run(kubeconfig: Path, tenants: list[str], concurrency: int) -> dict[st
         release = [tracker.finished[k][1] - t for k, t in tracker.pod_ended.items() if k in tracker.finished]
         startup = [tracker.pod_running[k] - t for k, t in tracker.job_added.items() if k in tracker.pod_running]
         to_job = [t - created[k] for k, t in tracker.job_added.items() if k in created]
-        return {"startup": startup, "to_job": to_job, "planned": planned, "wall": last - start,
+        steps = {name: [later[k] - t for k, t in earlier.items() if k in later] for name, earlier, later in (
+            ("Job -> pod", tracker.job_added, tracker.pod_added),
+            ("pod -> bound", tracker.pod_added, tracker.pod_bound),
+            ("bound -> Running", tracker.pod_bound, tracker.pod_running))}
+        return {"startup": startup, "to_job": to_job, "steps": steps, "planned": planned, "wall": last - start,
                 "submitted": submitted, "lag": lag, "refused": refused,
                 "phases": Counter(p for p, _ in tracker.finished.values()), "release": release}
     finally:
@@ -285,6 +298,9 @@ def main() -> None:
     print(f"  Task created -> Job created: p50 {pct(to_job, 0.5):.2f} s  p99 {pct(to_job, 0.99):.2f} s (queueing "
           f"included)   Job created -> pod Running: p50 {pct(startup, 0.5) * 1000:.0f} ms  "
           f"p99 {pct(startup, 0.99) * 1000:.0f} ms")
+    print("  of which: " + "   ".join(
+        f"{name} p50 {pct(values, 0.5) * 1000:.0f} ms p99 {pct(values, 0.99) * 1000:.0f} ms"
+        for name, values in figures["steps"].items() if values))
     print("  CPU seconds: " + "  ".join(f"{name} {seconds:.1f}" for name, seconds in
                                          sorted(cpu.items(), key=lambda item: -item[1]))
           + f"   (machine: {2 * wall:.0f} core-seconds)   operator RSS {operator_rss:.0f} MB")
