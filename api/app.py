@@ -7,6 +7,8 @@ for them to sync; ``/health`` reports 503 until they have.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -36,12 +38,15 @@ from kubetask.api.routes import (
 from kubetask.api.state import AppState
 from kubetask.api.ui import router as ui_router
 from kubetask.kube.client import KubeClient
+from kubetask.kube.memory import HeapSettler
 from kubetask.settings import ApiSettings, KubeSettings
 
 log = logging.getLogger(__name__)
 
 API_PREFIX = "/api/v1"
 SYNC_TIMEOUT_SECONDS = 15.0
+HEAP_CHECK_SECONDS = 30.0
+"""How often the API looks whether its caches grew enough to settle the heap again."""
 
 DESCRIPTION = """
 kubetask's REST facade: a Kubernetes-native GPU task queue. Every task is a `Task` custom resource;
@@ -89,6 +94,16 @@ def operation_id(route: APIRoute) -> str:
     return f"{route.tags[0]}-{route.name}" if route.tags else route.name
 
 
+async def _settle_heap(state: AppState) -> None:
+    """Freeze the caches' objects out of the garbage collector's walks once listed, then as they grow
+    (see :class:`kubetask.kube.memory.HeapSettler`): a full collection over 10,000 cached tasks is a
+    pause that every request in flight waits out."""
+    heap = HeapSettler()
+    while True:
+        heap.maybe_settle(state.informers.events)
+        await asyncio.sleep(HEAP_CHECK_SECONDS)
+
+
 def create_app(settings: ApiSettings, kube: KubeSettings, *, client: KubeClient | None = None) -> FastAPI:
     metrics = ApiMetrics()
 
@@ -107,9 +122,13 @@ def create_app(settings: ApiSettings, kube: KubeSettings, *, client: KubeClient 
         if not await state.informers.wait_synced(SYNC_TIMEOUT_SECONDS):
             log.warning("kubetask API caches not synced after %.0f s; serving 503 until they are",
                         SYNC_TIMEOUT_SECONDS)
+        settler = asyncio.create_task(_settle_heap(state), name="kubetask-heap")
         try:
             yield
         finally:
+            settler.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await settler
             await live.stop()
             await webhook_cache.stop()
             await state.informers.stop()

@@ -65,7 +65,7 @@ from kubetask.core.tenants import add_usage, gpu_seconds_in_month, month_key, us
 from kubetask.core.times import parse_time
 from kubetask.core.tokens import task_token
 from kubetask.kube.client import CONFIGMAPS, JOBS, PODS, TASKS, TENANTS, ApiError
-from kubetask.kube.memory import release_free_memory
+from kubetask.kube.memory import HeapSettler
 from kubetask.operator.indexes import phase_of
 from kubetask.operator.state import State
 
@@ -79,8 +79,8 @@ RETRY_SECONDS = 1.0
 TENANT_STATUS_INTERVAL = 2.0
 INFO_WRITES_PER_SECOND = 2.0
 """Informational waiting-status writes (positions, estimates) per second, for the whole queue."""
-TRIM_AFTER_EVENTS = 2_000
-"""Watch events after which an idle moment gives freed heap memory back (:mod:`kubetask.kube.memory`)."""
+BUSY_SETTLE_FACTOR = 10
+"""Without an idle moment, the heap is settled after this many times the idle settle's watch events."""
 MAX_QUEUED_EVENTS = 10_000
 """Events waiting to be recorded; beyond this, new ones are dropped (Events are best effort)."""
 
@@ -150,7 +150,7 @@ class Scheduler:
         self.inflight: dict[Key, asyncio.Task[bool]] = {}
         self.overlay: dict[Key, tuple[Any, Obj]] = {}
         self.first_pass = True
-        self.trimmed_at_events = 0
+        self.heap = HeapSettler()
         self.create_backoff: dict[Key, CreateBackoff] = {}
         """Tasks whose Job create failed lately: held back, then retried or failed (see ``after_create_failure``)."""
 
@@ -179,6 +179,7 @@ class Scheduler:
                     continue
                 try:
                     await self.run_pass()
+                    self._settle_if_long_busy()
                 except Exception:
                     self.state.metrics.reconcile_errors.inc()
                     log.exception("scheduler pass failed; retrying")
@@ -192,11 +193,15 @@ class Scheduler:
             await asyncio.gather(*workers, *self.background, return_exceptions=True)
 
     def _idle(self) -> None:
-        """Nothing to do: after much work (a burst decodes thousands of objects), give freed memory back."""
+        """Nothing to do: after much work (a burst decodes thousands of objects), settle the heap."""
+        self.heap.maybe_settle(self.state.informers.events)
+
+    def _settle_if_long_busy(self) -> None:
+        """Never idle under a long burst: settle between passes too, less often (its collection pauses the loop)."""
         events = self.state.informers.events
-        if events - self.trimmed_at_events >= TRIM_AFTER_EVENTS:
-            self.trimmed_at_events = events
-            release_free_memory()
+        last = self.heap.settled_at_events
+        if last is None or events - last >= BUSY_SETTLE_FACTOR * self.heap.after_events:
+            self.heap.settle(events)
 
     def _sleep_seconds(self) -> float:
         """Until the next timer, the next deferred explanation or the next tick, whichever is first."""

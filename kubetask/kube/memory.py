@@ -1,4 +1,5 @@
-"""Giving freed heap memory back to the operating system (glibc's ``malloc_trim``).
+"""The long-lived heap: freed memory given back to the system (glibc's ``malloc_trim``), and the cached
+objects kept out of the cyclic garbage collector's walks (:class:`HeapSettler`).
 
 A burst of watch events decodes thousands of whole objects only to keep a lean copy of each:
 the garbage is freed, but glibc keeps the freed pages of its heaps mapped, so the process's RSS
@@ -11,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import ctypes.util
+import gc
 from typing import Any
 
 _libc: Any = None
@@ -27,3 +29,43 @@ def release_free_memory() -> bool:
     if _libc is None:
         return False
     return bool(_libc.malloc_trim(0))
+
+
+SETTLE_AFTER_EVENTS = 2_000
+"""Watch events (each a new object version, most of them kept) after which the heap is settled again."""
+
+
+class HeapSettler:
+    """Keeps the cyclic garbage collector off the caches' objects (``gc.freeze``).
+
+    A watch cache of 10,000 Tasks, Jobs and Pods is a million small dicts, lists and strings that
+    live until their next version.  CPython's collector walks every tracked object in a full
+    collection, which it starts whenever a quarter more objects have survived since the last
+    one: with such a heap that is a pause of several hundred milliseconds, in the middle of a
+    request or a scheduling pass (the API's paced GET p99 was 110 ms against a p50 of 4 ms).
+
+    Settling collects once (a pause over only what was allocated since the last settle) and then
+    freezes every survivor: the collector never walks them again.  The cached objects hold no
+    reference cycles, so reference counting alone frees a replaced version; what a freeze keeps
+    from the collector is only the cyclic garbage of objects alive at that moment, which is rare.
+    """
+
+    def __init__(self, after_events: int = SETTLE_AFTER_EVENTS) -> None:
+        self.after_events = after_events
+        self.settled_at_events: int | None = None
+        self.settles = 0
+
+    def settle(self, events: int) -> None:
+        """Collect, freeze what survives, and give the freed pages back to the system."""
+        gc.collect()
+        gc.freeze()
+        release_free_memory()
+        self.settled_at_events = events
+        self.settles += 1
+
+    def maybe_settle(self, events: int) -> bool:
+        """Settle if never done, or if ``events`` watch events came since the last time; whether it did."""
+        if self.settled_at_events is not None and events - self.settled_at_events < self.after_events:
+            return False
+        self.settle(events)
+        return True

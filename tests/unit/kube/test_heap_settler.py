@@ -1,0 +1,47 @@
+"""The heap settler: cached objects leave the cyclic collector's walks, garbage made before a settle is freed."""
+
+from __future__ import annotations
+
+import gc
+import weakref
+from collections.abc import Iterator
+
+import pytest
+
+from kubetask.kube.memory import HeapSettler
+
+
+@pytest.fixture(autouse=True)
+def _unfrozen() -> Iterator[None]:
+    yield
+    gc.unfreeze()  # leave the test process's collector as it found it
+
+
+class Node:
+    def __init__(self) -> None:
+        self.other: Node | None = None
+
+
+def test_first_call_settles_then_only_after_enough_events() -> None:
+    heap = HeapSettler(after_events=100)
+    assert heap.maybe_settle(5) is True
+    assert heap.maybe_settle(104) is False  # 99 events since: not yet
+    assert heap.maybe_settle(105) is True
+    assert (heap.settles, heap.settled_at_events) == (2, 105)
+
+
+def test_settled_objects_are_out_of_the_collectors_walks() -> None:
+    cache = [{"metadata": {"name": f"t{i}"}} for i in range(1000)]
+    HeapSettler().settle(0)
+    assert gc.get_freeze_count() >= len(cache)
+    tracked = {id(obj) for obj in gc.get_objects()}
+    assert not any(id(obj) in tracked for obj in cache)
+
+
+def test_cyclic_garbage_made_before_a_settle_is_freed_by_it() -> None:
+    a, b = Node(), Node()
+    a.other, b.other = b, a  # a cycle: only the collector frees it
+    gone = weakref.ref(a)
+    del a, b
+    HeapSettler().settle(0)
+    assert gone() is None
