@@ -130,8 +130,9 @@ def apply_rate_limit(request: Request, state: AppState, principal: Principal) ->
     if not decision.allowed:
         raise RestError(
             429, "RATE_LIMITED",
-            f"rate limit exceeded: {decision.limit} requests per minute for {principal.tenant}; "
-            f"retry in {decision.retry_after} s",
+            f"rate limit exceeded: {decision.limit} requests per minute for {principal.tenant}"
+            + (f" ({state.limiter.replicas} API replicas, each counting its share)" if state.limiter.replicas > 1
+               else "") + f"; retry in {decision.retry_after} s",
             headers={**headers, "Retry-After": str(decision.retry_after)},
         )
 

@@ -28,13 +28,22 @@ class RateDecision:
 
 
 class RateLimiter:
-    """Counts requests per key in the current minute (memory only: one API replica's view)."""
+    """Counts requests per key in the current minute, in memory.
 
-    def __init__(self, window_seconds: int = 60) -> None:
+    Each API replica counts only the requests it serves, so ``replicas`` replicas behind one Service
+    each allow their share, ``ceil(limit / replicas)``: a Service spreads a client's connections over
+    them, so together they hold a tenant near its limit (a client pinned to one replica gets its
+    share, not the whole limit; none gets ``replicas`` times it).  ``X-RateLimit-Remaining`` is this
+    replica's remainder scaled to the whole, an estimate that assumes the spread is even.
+    """
+
+    def __init__(self, window_seconds: int = 60, *, replicas: int = 1) -> None:
         self.window = window_seconds
+        self.replicas = max(1, replicas)
         self._counts: dict[str, tuple[int, int]] = {}
 
     def hit(self, key: str, limit: int, *, now: float | None = None) -> RateDecision:
+        """Count one request of ``key`` against its limit for all replicas together."""
         now = time.time() if now is None else now
         window_start = int(now // self.window) * self.window
         start, count = self._counts.get(key, (window_start, 0))
@@ -43,12 +52,13 @@ class RateLimiter:
         reset = start + self.window
         if limit <= 0:
             return RateDecision(True, limit, 0, reset)
-        if count >= limit:
+        share = math.ceil(limit / self.replicas)
+        if count >= share:
             self._counts[key] = (start, count)
             return RateDecision(False, limit, 0, reset)
         count += 1
         self._counts[key] = (start, count)
-        return RateDecision(True, limit, limit - count, reset)
+        return RateDecision(True, limit, min(limit, (share - count) * self.replicas), reset)
 
     def reset(self) -> None:
         self._counts.clear()

@@ -150,7 +150,8 @@ class AppState:
                                     retry_after=settings.retry_after_seconds,
                                     activity=lambda: informers.events)
         state = cls(settings=settings, kube_settings=kube, client=client, informers=informers, auth=auth,
-                    upstream=upstream, owns_client=owns_client, metrics=metrics or ApiMetrics())
+                    upstream=upstream, owns_client=owns_client, metrics=metrics or ApiMetrics(),
+                    limiter=RateLimiter(replicas=settings.replicas))
         auth.upstream_down = lambda: upstream.down
         informers["tasks"].add_listener(state.pending.on_event)
         return state

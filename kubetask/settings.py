@@ -149,6 +149,10 @@ class ApiSettings(BaseSettings):
     default_rate_limit_per_minute: int = 600
     """Requests per minute per tenant when the Tenant sets no ``requestsPerMinute``."""
 
+    replicas: int = Field(default=1, ge=1)
+    """API replicas serving behind one Service (the chart sets it from ``api.replicas``): each replica counts
+    only its own requests, so it allows a tenant ``ceil(requestsPerMinute / replicas)`` of them per minute."""
+
     callback_secret: str = "kubetask-dev-callback-secret"
     """Must equal the operator's callback secret: it verifies per-task completion tokens."""
 

@@ -85,6 +85,17 @@ def test_rate_limiter_fixed_window() -> None:
     assert decisions[0].headers()["X-RateLimit-Limit"] == "3"
 
 
+def test_rate_limiter_replicas_each_count_their_share() -> None:
+    # Two replicas behind one Service: each lets a tenant through for half of 5 (rounded up), so two
+    # together let through 6 at most, never 10.
+    replicas = [RateLimiter(replicas=2), RateLimiter(replicas=2)]
+    decisions = [replicas[i % 2].hit("alice", 5, now=120.0) for i in range(8)]
+    assert [d.allowed for d in decisions] == [True] * 6 + [False] * 2
+    assert decisions[0].limit == 5 and decisions[0].headers()["X-RateLimit-Limit"] == "5"
+    assert [d.remaining for d in decisions[:6:2]] == [4, 2, 0]  # this replica's remainder, scaled to both
+    assert RateLimiter(replicas=0).replicas == 1
+
+
 def test_apiserver_errors_map_to_rest_errors() -> None:
     denied = ApiError(400, {"reason": "BadRequest", "message":
                             'admission webhook "validate.kubetask.io" denied the request: Too many pending tasks '
