@@ -64,7 +64,12 @@ from kubetask.operator.state import State, release_namespaces
 
 log = logging.getLogger("kubetask.operator")
 
-SYNC_WAIT_SECONDS = 10.0
+SYNC_WAIT_SECONDS = 60.0
+"""How long a Tenant handler waits for the stores' first listing before it retries: a restarted operator with
+10,000 Tasks (and their Jobs and pods) lists for ~17 s on two cores, and a retry is logged as an error."""
+ADMISSION_SYNC_WAIT_SECONDS = 10.0
+"""How long an admission review waits for that listing before it fails closed (503): the apiserver's own
+webhook deadline is shorter than a Tenant handler's patience."""
 _KINDS = {"Namespace": NAMESPACES, "ResourceQuota": RESOURCE_QUOTAS, "LimitRange": LIMIT_RANGES,
           "Role": ROLES, "RoleBinding": ROLE_BINDINGS}
 
@@ -249,7 +254,7 @@ async def _synced(state: State) -> None:
     """Admission answers from the stores: wait (briefly) until they have listed once, or fail closed."""
     if not state.synced.is_set():
         try:
-            await asyncio.wait_for(state.synced.wait(), timeout=SYNC_WAIT_SECONDS)
+            await asyncio.wait_for(state.synced.wait(), timeout=ADMISSION_SYNC_WAIT_SECONDS)
         except TimeoutError:
             raise kopf.AdmissionError("kubetask is starting: try again in a moment", code=503) from None
 
