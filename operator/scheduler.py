@@ -79,8 +79,6 @@ RETRY_SECONDS = 1.0
 TENANT_STATUS_INTERVAL = 2.0
 INFO_WRITES_PER_SECOND = 2.0
 """Informational waiting-status writes (positions, estimates) per second, for the whole queue."""
-BUSY_SETTLE_FACTOR = 10
-"""Without an idle moment, the heap is settled after this many times the idle settle's watch events."""
 MAX_QUEUED_EVENTS = 10_000
 """Events waiting to be recorded; beyond this, new ones are dropped (Events are best effort)."""
 
@@ -179,7 +177,7 @@ class Scheduler:
                     continue
                 try:
                     await self.run_pass()
-                    self._settle_if_long_busy()
+                    self.heap.maybe_settle(self.state.informers.events, busy=True)
                 except Exception:
                     self.state.metrics.reconcile_errors.inc()
                     log.exception("scheduler pass failed; retrying")
@@ -195,13 +193,6 @@ class Scheduler:
     def _idle(self) -> None:
         """Nothing to do: after much work (a burst decodes thousands of objects), settle the heap."""
         self.heap.maybe_settle(self.state.informers.events)
-
-    def _settle_if_long_busy(self) -> None:
-        """Never idle under a long burst: settle between passes too, less often (its collection pauses the loop)."""
-        events = self.state.informers.events
-        last = self.heap.settled_at_events
-        if last is None or events - last >= BUSY_SETTLE_FACTOR * self.heap.after_events:
-            self.heap.settle(events)
 
     def _sleep_seconds(self) -> float:
         """Until the next timer, the next deferred explanation or the next tick, whichever is first."""

@@ -28,7 +28,7 @@ from typing import Any
 
 from kubetask.core.jobs import EXECUTION_LABEL, TASK_LABEL, TASK_NAME_ANNOTATION
 from kubetask.core.objects import Key, Obj
-from kubetask.core.scheduling import pod_is_terminal
+from kubetask.core.scheduling import holding_node
 from kubetask.core.tenants import namespace_owners
 from kubetask.kube.cache import Informer, InformerSet
 from kubetask.kube.client import (
@@ -74,9 +74,8 @@ def _task_index(obj: Obj) -> Iterable[str]:
 
 
 def _node_index(obj: Obj) -> Iterable[str]:
-    """The node whose capacity the pod holds: finished pods are left out, so a node's refresh reads only
-    what runs there (not every pod that ever ran there: 10,000 finished pods made each one O(history))."""
-    node = _holds_node(obj)
+    """Finished pods are left out: a node's refresh reads only what runs there, not its history."""
+    node = holding_node(obj)
     return (node,) if node else ()
 
 
@@ -89,14 +88,6 @@ def _version(obj: Mapping[str, Any]) -> int | None:
         return int((obj.get("metadata") or {}).get("resourceVersion") or "")
     except (TypeError, ValueError):
         return None
-
-
-def _holds_node(pod: Mapping[str, Any] | None) -> str | None:
-    """The node whose capacity the pod takes (bound, not finished), else None."""
-    if pod is None or pod_is_terminal(pod):
-        return None
-    node = (pod.get("spec") or {}).get("nodeName")
-    return str(node) if node else None
 
 
 def release_namespaces(settings: OperatorSettings) -> frozenset[str]:
@@ -211,7 +202,7 @@ class State:
                     version = _version(new)
                     if version is not None:
                         self.pod_versions[key] = min(version, self.pod_versions.get(key, version))
-        before, after = _holds_node(old), _holds_node(new)
+        before, after = holding_node(old), holding_node(new)
         if before != after:  # the pod took, or gave back, a node's capacity
             for node in (before, after):
                 if node is not None:

@@ -148,6 +148,15 @@ def pod_is_terminal(pod: Mapping[str, Any]) -> bool:
     return (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed")
 
 
+def holding_node(pod: Mapping[str, Any] | None) -> str | None:
+    """The node whose capacity the pod takes: bound and not finished (else ``None``).  What a node's
+    figures count, and what indexes pods by node, so a node's bucket never grows with its history."""
+    if pod is None or pod_is_terminal(pod):
+        return None
+    node = (pod.get("spec") or {}).get("nodeName")
+    return str(node) if node else None
+
+
 # --------------------------------------------------------------------------- nodes
 
 

@@ -33,6 +33,8 @@ def release_free_memory() -> bool:
 
 SETTLE_AFTER_EVENTS = 2_000
 """Watch events (each a new object version, most of them kept) after which the heap is settled again."""
+BUSY_SETTLE_FACTOR = 10
+"""A busy process (never idle under a long burst) settles after this many times as many events."""
 
 
 class HeapSettler:
@@ -63,9 +65,13 @@ class HeapSettler:
         self.settled_at_events = events
         self.settles += 1
 
-    def maybe_settle(self, events: int) -> bool:
-        """Settle if never done, or if ``events`` watch events came since the last time; whether it did."""
-        if self.settled_at_events is not None and events - self.settled_at_events < self.after_events:
+    def maybe_settle(self, events: int, *, busy: bool = False) -> bool:
+        """Settle if never done, or if enough watch events came since the last time; whether it did.
+
+        ``busy``: the process has work waiting, and the collection would pause it: settle only after
+        :data:`BUSY_SETTLE_FACTOR` times as many events."""
+        needed = self.after_events * (BUSY_SETTLE_FACTOR if busy else 1)
+        if self.settled_at_events is not None and events - self.settled_at_events < needed:
             return False
         self.settle(events)
         return True

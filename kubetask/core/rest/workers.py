@@ -34,6 +34,7 @@ from kubetask.core.scheduling import (
     PAUSED_LABEL,
     TASK_LABEL,
     NodeInfo,
+    holding_node,
     node_info,
     pod_is_terminal,
 )
@@ -81,10 +82,9 @@ def node_labels(node: Mapping[str, Any]) -> dict[str, str]:
 
 
 def pod_node(pod: Mapping[str, Any]) -> list[str]:
-    """Index function: the node a pod is bound to and holds capacity on (none before scheduling, none once
-    finished: a node's figures count what runs there, and a node's bucket must not grow with its history)."""
-    node = (pod.get("spec") or {}).get("nodeName")
-    return [str(node)] if node and not pod_is_terminal(pod) else []
+    """Index function: the node the pod holds capacity on (:func:`~kubetask.core.scheduling.holding_node`)."""
+    node = holding_node(pod)
+    return [node] if node else []
 
 
 def ready_condition(node: Mapping[str, Any]) -> Mapping[str, Any] | None:

@@ -45,3 +45,11 @@ def test_cyclic_garbage_made_before_a_settle_is_freed_by_it() -> None:
     del a, b
     HeapSettler().settle(0)
     assert gone() is None
+
+
+def test_a_busy_process_settles_only_after_many_more_events() -> None:
+    heap = HeapSettler(after_events=100)
+    assert heap.maybe_settle(0, busy=True) is True  # never settled: settle even when busy
+    assert heap.maybe_settle(100, busy=True) is False
+    assert heap.maybe_settle(999, busy=True) is False
+    assert heap.maybe_settle(1000, busy=True) is True
