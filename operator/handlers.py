@@ -57,6 +57,7 @@ from kubetask.kube.client import (
     ROLES,
     TENANTS,
     ApiError,
+    KubeClient,
     Resource,
 )
 from kubetask.operator.access import register_key_publisher
@@ -79,16 +80,41 @@ def _plain(body: Mapping[str, Any]) -> dict[str, Any]:
     return {key: body[key] for key in body}
 
 
+async def connection_info(client: KubeClient) -> kopf.ConnectionInfo:
+    """Kopf's credentials: the very endpoint and credentials the shared client uses.
+
+    A renewable credential (a rotated token file, an exec plugin's token) carries its expiry, so Kopf logs in
+    again through this function before it runs out, and after a 401.
+    """
+    access = client.access
+    authorization = await client.credentials.authorization()
+    scheme, token = (authorization.split(" ", 1) if authorization and authorization.startswith("Bearer ")
+                     else (None, None))
+    return kopf.ConnectionInfo(
+        server=access.server,
+        ca_path=access.ca_file,
+        ca_data=access.ca_data,
+        insecure=access.insecure,
+        certificate_path=access.cert_file,
+        certificate_data=access.cert_data,
+        private_key_path=access.key_file,
+        private_key_data=access.key_data,
+        username=access.username,
+        password=access.password,
+        scheme=scheme,
+        token=token,
+        proxy_url=access.proxy_url,
+        expiration=await client.credentials.expiration(),
+    )
+
+
 def build_registry(state: State) -> kopf.OperatorRegistry:
     """All of one operator instance's handlers, in a registry of their own."""
     registry = kopf.OperatorRegistry()
 
     @kopf.on.login(registry=registry)
-    def login(**_: Any) -> kopf.ConnectionInfo:
-        info = state.connection_info
-        if not isinstance(info, kopf.ConnectionInfo):
-            raise kopf.LoginError("no connection info")
-        return info
+    async def login(**_: Any) -> kopf.ConnectionInfo:
+        return await connection_info(state.client)
 
     # ------------------------------------------------------------------ tenants
 

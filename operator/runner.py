@@ -21,7 +21,6 @@ from typing import Any
 
 import kopf
 from aiohttp import web
-from kubernetes_asyncio import client as k8s_client
 
 from kubetask.core.times import parse_time
 from kubetask.kube.client import LEASES, ApiError, KubeClient, Resource
@@ -47,27 +46,6 @@ class LeadershipLost(RuntimeError):
 
 
 # ---------------------------------------------------------------------- connection
-
-
-def connection_info(configuration: k8s_client.Configuration) -> kopf.ConnectionInfo:
-    """Kopf's credentials from the very configuration the shared client uses."""
-    token = (configuration.api_key or {}).get("BearerToken") or (configuration.api_key or {}).get("authorization")
-    scheme: str | None = None
-    if token:
-        token = str(token)
-        if token.lower().startswith("bearer "):
-            scheme, token = "Bearer", token[7:]
-    return kopf.ConnectionInfo(
-        server=str(configuration.host),
-        ca_path=configuration.ssl_ca_cert or None,
-        insecure=not configuration.verify_ssl,
-        certificate_path=configuration.cert_file or None,
-        private_key_path=configuration.key_file or None,
-        username=configuration.username or None,
-        password=configuration.password or None,
-        scheme=scheme,
-        token=token or None,
-    )
 
 
 # ---------------------------------------------------------------------- leader election
@@ -305,7 +283,6 @@ async def run_operator(
     client = await KubeClient.connect(kube.kubeconfig, kube.context)
     metrics = metrics or Metrics()
     state = State(settings, gpu, kube, client, clock=clock, metrics=metrics)
-    state.connection_info = connection_info(client.configuration)
     runners: list[web.AppRunner] = []
     elector: LeaderElector | None = None
     tasks: list[asyncio.Task[Any]] = []

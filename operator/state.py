@@ -135,7 +135,6 @@ class State:
         """Per execution: the resourceVersion its pod was first seen with (see ``kubetask.core.cycle.in_quota``)."""
         self.synced = asyncio.Event()
         self.started = time.monotonic()
-        self.connection_info: Any = None
 
         self.tasks.subscribe(self._task_changed)
         self.jobs.subscribe(self._job_changed)

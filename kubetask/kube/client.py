@@ -1,9 +1,9 @@
 """The one Kubernetes client layer shared by the operator and the API.
 
-It rides on ``kubernetes_asyncio`` for what a kept library does best (kubeconfig
-and in-cluster loading, TLS, token refresh, the aiohttp session) and speaks
-plain dicts on the wire: kubetask's objects are custom resources, and the
-generated model classes would only add conversions.
+It speaks plain dicts over one aiohttp session: kubetask's objects are custom
+resources, and a generated client's model classes would only add conversions
+(and, for kubernetes_asyncio, ~60 MB of imported code per process; see
+:mod:`kubetask.kube.config` for where the connection comes from).
 """
 
 from __future__ import annotations
@@ -14,15 +14,16 @@ import os
 import urllib.request
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any, Literal, cast
 
 import aiohttp
-from kubernetes_asyncio import client as k8s_client
-from kubernetes_asyncio import config as k8s_config
+from multidict import CIMultiDict
 
 from kubetask import GROUP, VERSION
 from kubetask.core.objects import Obj
+from kubetask.kube.config import ClusterAccess, Credentials, load_access
 
 log = logging.getLogger(__name__)
 
@@ -151,43 +152,35 @@ async def _lines(stream: aiohttp.StreamReader) -> AsyncIterator[bytes]:
         yield bytes(pending)
 
 
-def skip_needless_env_lookups(api_client: Any) -> bool:
-    """Turn off aiohttp's per-request proxy/netrc lookups on the client's session when they cannot find anything.
+def needs_env_lookups() -> bool:
+    """Whether aiohttp's per-request proxy/netrc lookups (``trust_env``) could find anything here.
 
-    kubernetes_asyncio opens its aiohttp session with ``trust_env=True`` (no knob to change it), so every
-    apiserver call first reads ``~/.netrc`` and the proxy variables in worker threads: two thread hops per
-    call, and in a busy process each hop waits for the GIL (the main cost of ``POST /tasks`` in
-    ``bench/api_latency.py``).  With no proxy variable and no netrc file both lookups return nothing, so
-    switching them off changes no request.  Returns whether it did; a library without that attribute is
-    left alone.
+    With ``trust_env`` every apiserver call first reads ``~/.netrc`` and the proxy variables in worker
+    threads: two thread hops per call, and in a busy process each hop waits for the GIL (it was the main cost
+    of ``POST /tasks`` in ``bench/api_latency.py``). With no proxy variable and no netrc file both lookups
+    return nothing, so they are switched on only when one exists.
     """
     if urllib.request.getproxies() or os.environ.get("NETRC"):
-        return False
+        return True
     home = Path.home()
-    if (home / ".netrc").exists() or (home / "_netrc").exists():
-        return False
-    session = getattr(getattr(api_client, "rest_client", None), "pool_manager", None)
-    if session is None or not hasattr(session, "_trust_env"):
-        return False
-    session._trust_env = False
-    return True
+    return (home / ".netrc").exists() or (home / "_netrc").exists()
 
 
-async def load_configuration(kubeconfig: str | None = None, context: str | None = None) -> k8s_client.Configuration:
-    """Where the cluster is and how to authenticate: the one kubeconfig loader of the operator and the API.
+def _json_default(value: Any) -> Any:
+    if isinstance(value, (datetime, date)):
+        return value.isoformat()
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
 
-    With no ``kubeconfig`` named, the in-cluster service account is tried first (a pod), then
-    ``$KUBECONFIG`` / ``~/.kube/config``; a named kubeconfig (and ``context``) is used as given.
-    """
-    configuration = k8s_client.Configuration()
-    if kubeconfig is None:
-        try:
-            k8s_config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
-            return configuration
-        except k8s_config.ConfigException:
-            pass
-    await k8s_config.load_kube_config(config_file=kubeconfig, context=context, client_configuration=configuration)
-    return configuration
+
+def encode_body(body: Any) -> bytes | None:
+    """A request body on the wire: JSON unless it is bytes or text already."""
+    if body is None:
+        return None
+    if isinstance(body, bytes):
+        return body
+    if isinstance(body, str):
+        return body.encode()
+    return json.dumps(body, separators=(",", ":"), default=_json_default).encode()
 
 
 DEFAULT_REQUEST_TIMEOUT = 30.0
@@ -205,43 +198,50 @@ total deadline."""
 
 MAX_CONNECTIONS = 32
 """Connections of one client to the apiserver.  Each TLS connection holds a 256 KiB read buffer
-(asyncio's), so kubernetes_asyncio's default of 100 costs 25 MB per process once a burst has
+(asyncio's), so a pool of 100 (aiohttp's default) would cost 25 MB per process once a burst has
 opened them all, for no gain: the apiserver serializes the writes of one client well before that."""
 
 
 class KubeClient:
     """Async dict-in/dict-out access to the apiserver."""
 
-    def __init__(self, api_client: k8s_client.ApiClient, *,
+    def __init__(self, access: ClusterAccess, *, max_connections: int = MAX_CONNECTIONS,
                  request_timeout: float = DEFAULT_REQUEST_TIMEOUT) -> None:
-        self._api = api_client
+        self.access = access
+        self.credentials = Credentials(access)
+        self.max_connections = max_connections
         self.request_timeout = request_timeout
-        """The silence deadline of every request that names none (kubernetes_asyncio's default: none at all);
-        see :data:`DEFAULT_REQUEST_TIMEOUT`."""
-        skip_needless_env_lookups(api_client)
+        """The silence deadline of every request that names none; see :data:`DEFAULT_REQUEST_TIMEOUT`."""
+        self._session: aiohttp.ClientSession | None = None
+        self._ssl = access.ssl_context()
+        self._fixed_headers = access.fixed_headers()
 
     @classmethod
     async def connect(cls, kubeconfig: str | None = None, context: str | None = None, *,
                       max_connections: int = MAX_CONNECTIONS,
                       request_timeout: float = DEFAULT_REQUEST_TIMEOUT) -> KubeClient:
-        """A client for the cluster :func:`load_configuration` finds, with at most ``max_connections``
-        connections to it (watches included; requests beyond it wait for a free one) and ``request_timeout``
-        seconds as the deadline of each request."""
-        configuration = await load_configuration(kubeconfig, context)
-        configuration.connection_pool_maxsize = max_connections
-        return cls(k8s_client.ApiClient(configuration), request_timeout=request_timeout)
-
-    @property
-    def configuration(self) -> k8s_client.Configuration:
-        """The connection settings (host, TLS, credentials) this client uses."""
-        return self._api.configuration
+        """A client for the cluster :func:`~kubetask.kube.config.load_access` finds, with at most
+        ``max_connections`` connections to it (watches included; requests beyond it wait for a free one) and
+        ``request_timeout`` seconds as the deadline of each request."""
+        return cls(load_access(kubeconfig, context), max_connections=max_connections,
+                   request_timeout=request_timeout)
 
     @property
     def host(self) -> str:
-        return str(self._api.configuration.host)
+        return self.access.server
+
+    def _open_session(self) -> aiohttp.ClientSession:
+        # Opened on first use, inside the event loop that will run the requests.
+        if self._session is None or self._session.closed:
+            connector = aiohttp.TCPConnector(limit=self.max_connections,
+                                             ssl=self._ssl if self._ssl is not None else True)
+            self._session = aiohttp.ClientSession(connector=connector, trust_env=needs_env_lookups())
+        return self._session
 
     async def close(self) -> None:
-        await self._api.close()
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
 
     async def __aenter__(self) -> KubeClient:
         return self
@@ -265,17 +265,29 @@ class KubeClient:
             request_timeout = aiohttp.ClientTimeout(total=self.request_timeout * TOTAL_TIMEOUT_FACTOR,
                                                     sock_connect=min(self.request_timeout, CONNECT_TIMEOUT),
                                                     sock_read=self.request_timeout)
-        response = await self._api.call_api(
-            path,
-            method,
-            query_params=params,
-            header_params={"Content-Type": content_type, "Accept": "application/json"},
-            body=body,
-            auth_settings=["BearerToken"],
-            _preload_content=False,
-            _request_timeout=request_timeout,
-        )
-        return cast(aiohttp.ClientResponse, response)
+        elif not isinstance(request_timeout, aiohttp.ClientTimeout):
+            request_timeout = aiohttp.ClientTimeout(total=request_timeout)  # a named deadline caps the whole call
+        data = encode_body(body)
+        session = self._open_session()
+        for attempt in (1, 2):
+            headers: CIMultiDict[str] = CIMultiDict(self._fixed_headers)
+            headers["Accept"] = "application/json"
+            if data is not None:
+                headers["Content-Type"] = content_type
+            authorization = await self.credentials.authorization()
+            if authorization:
+                headers["Authorization"] = authorization
+            response = await session.request(
+                method, self.access.server + path, params=params, data=data, headers=headers,
+                timeout=request_timeout, proxy=self.access.proxy_url,
+                server_hostname=self.access.tls_server_name)
+            if response.status == 401 and attempt == 1 and self.credentials.renewable:
+                # A rotated token file or an expired exec credential: ask once more, then let the 401 through.
+                response.release()
+                self.credentials.invalidate()
+                continue
+            return response
+        raise AssertionError("unreachable")
 
     async def request(
         self,

@@ -9,34 +9,20 @@ from typing import Any
 import pytest
 
 from kubetask.api.server import SERVER_GC_THRESHOLDS, server_gc_thresholds
-from kubetask.kube.client import skip_needless_env_lookups
+from kubetask.kube.client import needs_env_lookups
 
 
-class _Session:
-    _trust_env = True
-
-
-class _ApiClient:
-    """Shaped like kubernetes_asyncio's ApiClient: ``rest_client.pool_manager`` is the aiohttp session."""
-
-    class rest_client:
-        pool_manager = _Session()
-
-
-def test_env_lookups_are_skipped_only_without_proxies_or_netrc(monkeypatch: pytest.MonkeyPatch,
-                                                               tmp_path: Any) -> None:
+def test_env_lookups_are_on_only_with_proxies_or_netrc(monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> None:
     for var in ("http_proxy", "https_proxy", "all_proxy", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NETRC"):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("HOME", str(tmp_path))
-    session = _ApiClient.rest_client.pool_manager
     monkeypatch.setenv("HTTPS_PROXY", "http://proxy:3128")
-    assert skip_needless_env_lookups(_ApiClient()) is False and session._trust_env is True
+    assert needs_env_lookups() is True
     monkeypatch.delenv("HTTPS_PROXY")
     (tmp_path / ".netrc").write_text("machine x login y password z\n")
-    assert skip_needless_env_lookups(_ApiClient()) is False and session._trust_env is True
+    assert needs_env_lookups() is True
     (tmp_path / ".netrc").unlink()
-    assert skip_needless_env_lookups(_ApiClient()) is True and session._trust_env is False
-    assert skip_needless_env_lookups(object()) is False
+    assert needs_env_lookups() is False
 
 
 def test_gc_thresholds_only_when_the_api_owns_the_process() -> None:
