@@ -269,7 +269,7 @@ class KubeClient:
             request_timeout = aiohttp.ClientTimeout(total=request_timeout)  # a named deadline caps the whole call
         data = encode_body(body)
         session = self._open_session()
-        for attempt in (1, 2):
+        async def attempt() -> aiohttp.ClientResponse:
             headers: CIMultiDict[str] = CIMultiDict(self._fixed_headers)
             headers["Accept"] = "application/json"
             if data is not None:
@@ -277,17 +277,18 @@ class KubeClient:
             authorization = await self.credentials.authorization()
             if authorization:
                 headers["Authorization"] = authorization
-            response = await session.request(
+            return await session.request(
                 method, self.access.server + path, params=params, data=data, headers=headers,
                 timeout=request_timeout, proxy=self.access.proxy_url,
                 server_hostname=self.access.tls_server_name)
-            if response.status == 401 and attempt == 1 and self.credentials.renewable:
-                # A rotated token file or an expired exec credential: ask once more, then let the 401 through.
-                response.release()
-                self.credentials.invalidate()
-                continue
-            return response
-        raise AssertionError("unreachable")
+
+        response = await attempt()
+        if response.status == 401 and self.credentials.renewable:
+            # A rotated token file or an expired exec credential: ask once more, then let the 401 through.
+            response.release()
+            self.credentials.invalidate()
+            response = await attempt()
+        return response
 
     async def request(
         self,

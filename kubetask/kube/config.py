@@ -354,9 +354,9 @@ def kubeconfig_access(kubeconfig: str | None = None, context: str | None = None,
     if cluster_name not in merged.entries["clusters"]:
         raise KubeConfigError(f"context {name!r} names the cluster {cluster_name!r}, which is not defined")
     cluster, cluster_base = merged.entries["clusters"][cluster_name]
-    user, user_base = merged.entries["users"].get(user_name, ({}, cluster_base)) if user_name else ({}, cluster_base)
     if user_name and user_name not in merged.entries["users"]:
         raise KubeConfigError(f"context {name!r} names the user {user_name!r}, which is not defined")
+    user, user_base = merged.entries["users"][user_name] if user_name else ({}, cluster_base)
     if not cluster.get("server"):
         raise KubeConfigError(f"cluster {cluster_name!r} has no server")
     if user.get("auth-provider"):
