@@ -145,11 +145,13 @@ def ensure_tenant(cluster: LocalCluster, name: str, limits: dict[str, Any]) -> s
 
 
 def quota_refusals(cluster: LocalCluster, namespaces: list[str], *, show: int = 3) -> int:
-    """Pods the apiserver's ResourceQuota admission refused (the Job controller records FailedCreate)."""
+    """Pods the apiserver's ResourceQuota admission refused: the Job controller records ``FailedCreate``, and
+    the operator ``JobCreateFailed`` for a bare Pod (``spec.runtime: pod``) or a Job it could not create."""
     refused = 0
     for namespace in namespaces:
         for event in cluster.list("v1", "Event", namespace):
-            if event.get("reason") == "FailedCreate" and "exceeded quota" in event.get("message", ""):
+            refusal = event.get("reason") in ("FailedCreate", "JobCreateFailed")
+            if refusal and "exceeded quota" in event.get("message", ""):
                 refused += int(event.get("count") or 1)
                 if show > 0:
                     show -= 1

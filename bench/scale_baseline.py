@@ -14,7 +14,11 @@ GPU-seconds of work at full quota: 66 s), ``ratio = wall / floor``, the final ph
 apiserver's ResourceQuota admission refused (must be 0), how long after its pod ended a task was
 seen Succeeded (the quota and place it held are free from then on), and the operator's CPU.
 
-Usage: ``python bench/scale_baseline.py [--tenants 30] [--profile DIR]``
+``--runtime pod`` runs the tasks as bare Pods (the Task's ``spec.runtime: pod``) instead of Jobs: the same
+queue without the job controller's hop (its pod create, status writes and pod finalizer), which
+shows how much of the wall-clock time above the floor is the Job machinery's.
+
+Usage: ``python bench/scale_baseline.py [--tenants 30] [--runtime job|pod] [--profile DIR]``
 """
 
 from __future__ import annotations
@@ -70,20 +74,21 @@ class Planned:
     seconds: float
     at: float  # seconds after the start
     priority: int
+    runtime: str = "job"
 
     def body(self) -> dict[str, Any]:
         return {"apiVersion": "kubetask.io/v1alpha1", "kind": "Task",
                 "metadata": {"name": self.name, "namespace": self.namespace},
-                "spec": {"image": "busybox", "priority": self.priority,
+                "spec": {"image": "busybox", "priority": self.priority, "runtime": self.runtime,
                          "resources": {"gpus": self.gpus, "cpu": "10m", "memory": "16Mi"},
                          "podAnnotations": {"kubetask.dev/sim-duration-seconds": str(self.seconds)}}}
 
 
-def plan(tenants: list[str]) -> list[Planned]:
+def plan(tenants: list[str], runtime: str = "job") -> list[Planned]:
     out = []
     for tenant in tenants:
         for kind, count, gpus, seconds, interval, priority in SHAPE:
-            out += [Planned(f"kubetask-{tenant}", f"{kind}-{i:03d}", gpus, seconds, i * interval, priority)
+            out += [Planned(f"kubetask-{tenant}", f"{kind}-{i:03d}", gpus, seconds, i * interval, priority, runtime)
                     for i in range(count)]
     return sorted(out, key=lambda p: p.at)
 
@@ -174,7 +179,7 @@ async def ensure_tenants(client: KubeClient, tenants: list[str]) -> None:
                 raise
 
 
-async def run(kubeconfig: Path, tenants: list[str], concurrency: int) -> dict[str, Any]:
+async def run(kubeconfig: Path, tenants: list[str], concurrency: int, runtime: str = "job") -> dict[str, Any]:
     client = await KubeClient.connect(str(kubeconfig))
     try:
         await ensure_tenants(client, tenants)
@@ -188,7 +193,7 @@ async def run(kubeconfig: Path, tenants: list[str], concurrency: int) -> dict[st
                 if time.monotonic() > deadline:
                     raise RuntimeError(f"tenant {tenant} was not reconciled")
                 await asyncio.sleep(0.2)
-        planned = plan(tenants)
+        planned = plan(tenants, runtime)
         tracker = Tracker(client, len(planned))
         watchers = [asyncio.create_task(tracker.tasks()), asyncio.create_task(tracker.pods()),
                     asyncio.create_task(tracker.jobs())]
@@ -221,6 +226,8 @@ async def run(kubeconfig: Path, tenants: list[str], concurrency: int) -> dict[st
             watcher.cancel()
         await asyncio.gather(*watchers, return_exceptions=True)
         last = max(t for _, t in tracker.finished.values())
+        if runtime == "pod":  # the operator creates the pod itself: the workload appears with it
+            tracker.job_added = dict(tracker.pod_added)
         release = [tracker.finished[k][1] - t for k, t in tracker.pod_ended.items() if k in tracker.finished]
         startup = [tracker.pod_running[k] - t for k, t in tracker.job_added.items() if k in tracker.pod_running]
         to_job = [t - created[k] for k, t in tracker.job_added.items() if k in created]
@@ -248,6 +255,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--tenants", type=int, default=30, help="tenants (default 30: 15,000 tasks)")
     parser.add_argument("--concurrency", type=int, default=64, help="concurrent creates of the generator")
+    parser.add_argument("--runtime", choices=("job", "pod"), default="job",
+                        help="run the tasks as Jobs (default) or as bare Pods")
     parser.add_argument("--profile", default=None, metavar="DIR", help="py-spy the operator into DIR")
     args = parser.parse_args()
     tenants = [f"t{i:02d}" for i in range(args.tenants)]
@@ -265,7 +274,7 @@ def main() -> None:
                     **{name: proc.pid for name, proc in cluster.processes.items()}}
             meter = Meter(pids)
             with profiled(operator.pid, profile):
-                figures = asyncio.run(run(kubeconfig, tenants, args.concurrency))
+                figures = asyncio.run(run(kubeconfig, tenants, args.concurrency, args.runtime))
             cpu = meter.used()
             operator_rss = rss_mb(operator.pid)
             namespaces = [f"kubetask-{t}" for t in tenants]
@@ -284,7 +293,8 @@ def main() -> None:
     phases = figures["phases"]
     release = figures["release"] or [float("nan")]
     gpu_work = sum(p.gpus * p.seconds for p in planned)
-    print(f"kubetask scale baseline (Kueue shape) - {args.tenants} tenants x 500 tasks = {len(planned)} tasks, "
+    print(f"kubetask scale baseline (Kueue shape) - {args.tenants} tenants x 500 tasks = {len(planned)} tasks as "
+          f"{'bare Pods' if args.runtime == 'pod' else 'Jobs'}, "
           f"{nodes[0].count} nodes x {GPUS_PER_NODE} GPUs, quota {QUOTA} GPUs per tenant; load {load()}")
     print(f"  submitted in {figures['submitted']:.1f} s (schedule {max(p.at for p in planned):.1f} s; generator lag "
           f"p50 {statistics.median(figures['lag']) * 1000:.0f} ms, max {max(figures['lag']):.2f} s); "
@@ -309,7 +319,8 @@ def main() -> None:
     print("  events: " + ", ".join(f"{what} {n}" for what, n in events.most_common(12)))
     for line in figures["refused"][:5]:
         print(f"  refused: {line}")
-    result(tenants=args.tenants, tasks=len(planned), wall_s=round(wall, 1), floor_s=round(floor, 1),
+    result(tenants=args.tenants, runtime=args.runtime, tasks=len(planned), wall_s=round(wall, 1),
+           floor_s=round(floor, 1),
            ratio=round(wall / floor, 2), succeeded=phases.get("Succeeded", 0),
            not_succeeded=len(planned) - phases.get("Succeeded", 0), quota_refusals=refusals, duplicates=duplicates,
            release_p50_ms=round(pct(release, 0.5) * 1000), release_p99_ms=round(pct(release, 0.99) * 1000),
