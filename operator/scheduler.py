@@ -121,6 +121,8 @@ class Scheduler:
         self.queued: dict[Key, policy.QueuedTask] = {}
         self.running: dict[Key, policy.RunningTask] = {}
         self.informed: dict[Key, tuple[float, float]] = {}
+        self.unwritten: dict[Key, Mapping[str, Any]] = {}
+        """Fresh waiting Tasks' first statuses, held back until their admission or reason is written."""
         self.unreported: dict[tuple[str, str, int], Unreported] = {}
         self.durations: dict[str, tuple[int, float]] = {}
         self.node_infos: dict[str, NodeInfo] = {}
@@ -257,13 +259,15 @@ class Scheduler:
                 self.queued.pop(key, None)
                 self.running.pop(key, None)
                 self.informed.pop(key, None)
+                self.unwritten.pop(key, None)
                 self.create_backoff.pop(key, None)
         snapshot = Snapshot(
             changed=changed, tasks=tasks, queued=self.queued, running=self.running,
             nodes=list(self.node_infos.values()), quotas=list(self.quota_infos.values()),
             tenants=self._tenant_limits(now), job_counts=state.job_counts, templates=state.template_specs,
             durations=self.durations, pod_versions=state.pod_versions, quota_versions=self.quota_versions,
-            unreported=self.unreported, informed=self.informed, info_budget=int(self.info_tokens), mono=mono,
+            unreported=self.unreported, informed=self.informed, unwritten=self.unwritten,
+            info_budget=int(self.info_tokens), mono=mono,
             create_backoff=self.create_backoff)
         plan, self.plan_seconds = PassPlan(), 0.0
         if changed or decide:
@@ -343,7 +347,10 @@ class Scheduler:
             _put(self.unreported, execution, use)
         for key in plan.forget:
             self.informed.pop(key, None)
+            self.unwritten.pop(key, None)
         self.informed.update(plan.informed)
+        for key, held in plan.unwritten.items():
+            _put(self.unwritten, key, held)
         self.info_tokens -= plan.info_spent
         if plan.info_deferred:
             self.info_due = mono + 1.0

@@ -210,6 +210,9 @@ class Snapshot:
     """Finished executions whose pods the quota reports never counted yet (see :class:`Unreported`)."""
     informed: Mapping[Key, tuple[float, float]] = field(default_factory=dict)
     """Per waiting Task: when (monotonic seconds) its explanation and its estimate were last written."""
+    unwritten: Mapping[Key, Mapping[str, Any]] = field(default_factory=dict)
+    """Fresh Tasks waiting in the queue whose first status (Queued) is held back: it is written with their
+    admission or their reason for waiting, whichever comes first (one write instead of two)."""
     info_budget: int = 1_000_000
     """How many informational waiting-status writes this pass may plan."""
     mono: float = 0.0
@@ -256,7 +259,9 @@ class PassPlan:
     informed: dict[Key, tuple[float, float]] = field(default_factory=dict)
     """New write stamps of waiting Tasks (the caller keeps them for the next snapshot)."""
     forget: list[Key] = field(default_factory=list)
-    """Tasks no longer waiting: drop their write stamps."""
+    """Tasks no longer waiting: drop their write stamps (and any held first status)."""
+    unwritten: dict[Key, dict[str, Any] | None] = field(default_factory=dict)
+    """Changes to the held first statuses (``Snapshot.unwritten``): one to keep, or ``None`` once written."""
     info_spent: int = 0
     info_deferred: bool = False
     """Some informational update was held back (throttle or budget): look again later."""
@@ -394,6 +399,8 @@ def plan_pass(snapshot: Snapshot, now: datetime, settings: CycleSettings) -> Pas
             _admit(key, queued[key], decision, snapshot, now, settings, out, statuses)
         for key, why in decision.waiting.items():
             _explain(key, why, snapshot, now, settings, out, statuses, snapshot.info_budget - out.info_spent)
+        for key in decision.waiting:
+            _hold_first_write(key, out)
         depths: dict[str, int] = defaultdict(int)
         for key in decision.waiting:
             depths[queued[key].queue] += 1
@@ -401,12 +408,37 @@ def plan_pass(snapshot: Snapshot, now: datetime, settings: CycleSettings) -> Pas
     for action in out.actions.values():
         action.patch = status_patch(action.task.get("status") or {}, action.plan.status)
         _coalesce(action.plan)
+        if action.key in snapshot.unwritten:
+            out.unwritten[action.key] = None
     return out
+
+
+def _hold_first_write(key: Key, out: PassPlan) -> None:
+    """A fresh Task that only waits in the queue: hold its first status back rather than write it.
+
+    Most Tasks of a burst either start within a moment or wait long enough to be told why
+    (``explain_after``); writing "Queued" first would cost each of them a second status write.
+    Until then the Task reads as Pending (not looked at yet), which it is for the clients.
+    """
+    action = out.actions.get(key)
+    if action is None or key in out.informed:  # not reconciled in this pass, or its reason is written now
+        return
+    plan = action.plan
+    if (action.task.get("status") or {}).get("phase") is not None or plan.status.get("phase") != QUEUED:
+        return
+    if action.workload is not None or plan.delete_workload or plan.delete_task or plan.ensure_workload:
+        return
+    if any(event.reason not in _QUIET_WHEN_QUEUED for event in plan.events):
+        return
+    out.unwritten[key] = plan.status
+    del out.actions[key]
 
 
 _SUPERSEDED = {"Admitted": ("Created", "Waiting"), "Queued": ("Created",)}
 """Events one pass makes redundant: an admission says the task was accepted and queued."""
 _UNRECORDED = ("Queued", "Started")
+_QUIET_WHEN_QUEUED = ("Created", *_UNRECORDED)
+"""The Events of a fresh Task that is queued: none of them is recorded (``_SUPERSEDED``, ``_UNRECORDED``)."""
 """Events never recorded: a queued task's Event is its reason for waiting (``Waiting``, written once it has
 waited a moment) or its admission (``Admitted``), so "queued for admission" alone tells nobody anything;
 a start is recorded by the pod's own ``Started`` Event and in the Task's ``status.executions[]``."""
@@ -568,7 +600,7 @@ def _action_for(key: Key, snapshot: Snapshot, out: PassPlan, statuses: dict[Key,
     action = out.actions.get(key)
     if action is None:
         task = snapshot.tasks[key]
-        status = dict(task.get("status") or {})
+        status = dict(_stored_or_held(key, task, snapshot))
         action = out.actions[key] = TaskAction(key, task, Plan(status=status))
         statuses[key] = status
     return action
@@ -615,11 +647,11 @@ def _explain(key: Key, waiting: policy.Waiting, snapshot: Snapshot, now: datetim
              out: PassPlan, statuses: dict[Key, dict[str, Any]], budget: int) -> bool:
     """Plan the waiting status of a queued Task, throttled; returns whether it was written."""
     stored = snapshot.tasks.get(key)
-    base = statuses.get(key)
+    base: Mapping[str, Any] | None = statuses.get(key)
     if base is None:
         if stored is None:
             return False
-        base = stored.get("status") or {}
+        base = _stored_or_held(key, stored, snapshot)
     old = (stored or {}).get("status") or {}
     mono = snapshot.mono
     last_info, last_estimate = snapshot.informed.get(key, (float("-inf"), float("-inf")))
@@ -659,6 +691,14 @@ def _explain(key: Key, waiting: policy.Waiting, snapshot: Snapshot, now: datetim
     else:
         action.plan.events.append(EventSpec("Waiting", waiting.message))
     return True
+
+
+def _stored_or_held(key: Key, task: Mapping[str, Any], snapshot: Snapshot) -> Mapping[str, Any]:
+    """The Task's status as stored, or the first status held back for it (:func:`_hold_first_write`)."""
+    stored: Mapping[str, Any] = task.get("status") or {}
+    if stored.get("phase") is None and key in snapshot.unwritten:
+        return snapshot.unwritten[key]
+    return stored
 
 
 def _moved(old: Any, new: datetime | None, tolerance: float) -> bool:

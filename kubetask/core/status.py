@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
-from kubetask.core.objects import ANNOTATION_RERUN
+from kubetask.core.objects import ANNOTATION_RERUN, ANNOTATION_SUBMITTED_AT
 from kubetask.core.phases import CANCELLED, FAILED, PENDING, QUEUED, RUNNING, SUCCEEDED
 from kubetask.core.times import format_time, parse_time
 
@@ -517,12 +517,23 @@ def reconcile_task(
         return plan
 
     if status.get("phase") != QUEUED:
+        # A fresh Task was queued when it was submitted: the same instant on every pass until its status is
+        # written (a waiting Task's first write is held back, see kubetask.core.cycle), so its place holds.
+        first = old.get("phase") is None and _submitted_at(meta, now)
         status["phase"] = QUEUED
-        status["queuedAt"] = fmt_time(now)
+        status["queuedAt"] = fmt_time(first or now)
         status["nextRetryAt"] = None
         plan.events.append(EventSpec("Queued", "Task queued for admission"))
     plan.admissible = True
     return plan
+
+
+def _submitted_at(meta: Mapping[str, Any], now: datetime) -> datetime | None:
+    """When a Task was submitted: its ``kubetask.io/submitted-at`` stamp (the API's or the webhook's), else
+    its creation time; never later than ``now``."""
+    stamp = parse_time((meta.get("annotations") or {}).get(ANNOTATION_SUBMITTED_AT)) or parse_time(
+        meta.get("creationTimestamp"))
+    return min(stamp, now) if stamp is not None else None
 
 
 def _total_gpu_seconds(executions: list[dict[str, Any]], gpus: int) -> float:

@@ -36,10 +36,10 @@ def gpu_node(name: str = "a100", gpus: int = 4, used: int = 0) -> NodeInfo:
 
 
 def task(name: str, *, status: Obj | None = None, gpus: int = 1, priority: int = 5, annotations: Obj | None = None,
-         **spec: Any) -> Obj:
+         created: str = "2025-03-01T11:00:00Z", **spec: Any) -> Obj:
     return {"apiVersion": "kubetask.io/v1alpha1", "kind": "Task",
             "metadata": {"name": name, "namespace": NS, "uid": f"uid-{name}", "generation": 1,
-                         "creationTimestamp": "2025-03-01T11:00:00Z", "annotations": annotations or {}},
+                         "creationTimestamp": created, "annotations": annotations or {}},
             "spec": {"image": "busybox", "user": "alice", "priority": priority,
                      "resources": {"gpus": gpus, "cpu": "1", "memory": "1Gi"}, **spec},
             "status": status or {}}
@@ -51,6 +51,12 @@ def queued_status(position: int | None = 1, message: str = "no free GPU: need 1,
             "createdAt": "2025-03-01T11:00:00Z", "executions": [], "queuePosition": position, "message": message,
             "conditions": [{"type": "Admitted", "status": "False", "reason": reason, "message": message,
                             "lastTransitionTime": "2025-03-01T11:50:00Z", "observedGeneration": 1}]}
+
+
+JUST_NOW = "2025-03-01T12:00:00Z"
+HELD = {"phase": "Queued", "queuedAt": JUST_NOW, "observedGeneration": 1, "retryCount": 0, "createdAt": JUST_NOW,
+        "executions": []}
+"""The first status of a task submitted just now, as a pass holds it back (``PassPlan.unwritten``)."""
 
 
 def fresh_queued(name: str, **kwargs: Any) -> Obj:
@@ -106,6 +112,7 @@ class Case:
     quotas: list[Quota] = field(default_factory=list)
     tenants: dict[str, TenantLimits] = field(default_factory=dict)
     informed: dict[tuple[str, str], tuple[float, float]] = field(default_factory=dict)
+    unwritten: dict[tuple[str, str], Obj] = field(default_factory=dict)
     info_budget: int = 100
     pod_versions: dict[tuple[str, str, int], int] = field(default_factory=dict)
     quota_versions: dict[str, int] = field(default_factory=dict)
@@ -131,10 +138,27 @@ CASES: dict[str, Case] = {
         events={"t": ["Admitted"]}, queued_after=[], running_after=["t"],
         check=lambda plan: plan.actions[(NS, "t")].workload.body["metadata"]["name"] == "t-1"
         and plan.actions[(NS, "t")].patch["phase"] == "Running"),
-    "a new task without room is queued; its reason waits for a moment": Case(
-        changed=[view(task("t"))], nodes=[gpu_node(used=4)], phases={"t": "Queued"},
-        events={"t": []}, queued_after=["t"], running_after=[],
-        check=lambda plan: plan.actions[(NS, "t")].plan.status.get("queuePosition") is None and plan.info_deferred),
+    "a new task without room is queued; its first status waits with its reason for a moment": Case(
+        changed=[view(task("t", created=JUST_NOW))], nodes=[gpu_node(used=4)], no_action=["t"],
+        queued_after=["t"], running_after=[],
+        check=lambda plan: plan.unwritten[(NS, "t")]["phase"] == "Queued"
+        and plan.unwritten[(NS, "t")]["queuedAt"] == JUST_NOW and plan.info_deferred),
+    "a new task seen long after its submission is queued as of then, and told why at once": Case(
+        changed=[view(task("t", annotations={"kubetask.io/submitted-at": "2025-03-01T11:30:00.250000Z"}))],
+        nodes=[gpu_node(used=4)], phases={"t": "Queued"}, events={"t": ["Waiting"]}, queued_after=["t"],
+        check=lambda plan: plan.actions[(NS, "t")].patch["queuedAt"] == "2025-03-01T11:30:00Z"
+        and plan.actions[(NS, "t")].patch["queuePosition"] == 1 and (NS, "t") not in plan.unwritten),
+    "a held first status is written with the reason once the task has waited": Case(
+        stored=[task("w", created=JUST_NOW)], queued=[entry("w")], nodes=[gpu_node(used=4)],
+        unwritten={(NS, "w"): {**HELD, "queuedAt": "2025-03-01T11:59:57Z"}},
+        phases={"w": "Queued"}, events={"w": ["Waiting"]},
+        check=lambda plan: plan.actions[(NS, "w")].patch["queuedAt"] == "2025-03-01T11:59:57Z"
+        and plan.actions[(NS, "w")].patch["retryCount"] == 0 and plan.unwritten == {(NS, "w"): None}),
+    "a held task admitted later writes its first status with the admission": Case(
+        stored=[task("w", created=JUST_NOW)], queued=[entry("w")], unwritten={(NS, "w"): HELD},
+        admitted=["w"], phases={"w": "Running"}, events={"w": ["Admitted"]},
+        check=lambda plan: plan.actions[(NS, "w")].patch["queuedAt"] == JUST_NOW
+        and plan.actions[(NS, "w")].patch["createdAt"] == JUST_NOW and plan.unwritten == {(NS, "w"): None}),
     "a task still waiting gets its reason and position": Case(
         changed=[view(fresh_queued("t"))], nodes=[gpu_node(used=4)], phases={"t": "Queued"},
         events={"t": ["Waiting"]}, queued_after=["t"],
@@ -256,7 +280,7 @@ def run(case: Case) -> PassPlan:
                         running={(r.namespace, r.name): r for r in case.running}, nodes=case.nodes,
                         quotas=case.quotas, tenants=case.tenants, informed=case.informed,
                         pod_versions=case.pod_versions, quota_versions=case.quota_versions,
-                        unreported=case.unreported,
+                        unreported=case.unreported, unwritten=case.unwritten,
                         info_budget=case.info_budget, mono=100.0)
     return plan_pass(snapshot, NOW, SETTINGS)
 
