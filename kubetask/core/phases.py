@@ -125,7 +125,8 @@ QUEUE_STATES = ("submitted", "waiting_for_dependencies", "scheduled", "retry_bac
 def queue_state(obj: Mapping[str, Any]) -> str:
     """The fine-grained state (the REST field ``queue_state``): for a waiting task, what it waits for.
 
-    ``submitted`` (the operator has not looked at it yet), ``waiting_for_dependencies``, ``scheduled``
+    ``submitted`` (no status written yet: just created, or runnable but waiting so briefly that the operator
+    has not written its reason yet), ``waiting_for_dependencies``, ``scheduled``
     (``scheduledAt`` in the future), ``retry_backoff``, ``pending`` (waiting for another reason),
     ``queued`` (runnable, waiting for admission: capacity, limits, priority), ``starting`` (admitted,
     its pod not started yet); then ``running``, ``cancelling`` and the final ``completed``, ``failed``,
