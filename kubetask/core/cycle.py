@@ -399,7 +399,6 @@ def plan_pass(snapshot: Snapshot, now: datetime, settings: CycleSettings) -> Pas
             _admit(key, queued[key], decision, snapshot, now, settings, out, statuses)
         for key, why in decision.waiting.items():
             _explain(key, why, snapshot, now, settings, out, statuses, snapshot.info_budget - out.info_spent)
-        for key in decision.waiting:
             _hold_first_write(key, out)
         depths: dict[str, int] = defaultdict(int)
         for key in decision.waiting:
@@ -437,11 +436,11 @@ def _hold_first_write(key: Key, out: PassPlan) -> None:
 _SUPERSEDED = {"Admitted": ("Created", "Waiting"), "Queued": ("Created",)}
 """Events one pass makes redundant: an admission says the task was accepted and queued."""
 _UNRECORDED = ("Queued", "Started")
-_QUIET_WHEN_QUEUED = ("Created", *_UNRECORDED)
-"""The Events of a fresh Task that is queued: none of them is recorded (``_SUPERSEDED``, ``_UNRECORDED``)."""
 """Events never recorded: a queued task's Event is its reason for waiting (``Waiting``, written once it has
 waited a moment) or its admission (``Admitted``), so "queued for admission" alone tells nobody anything;
 a start is recorded by the pod's own ``Started`` Event and in the Task's ``status.executions[]``."""
+_QUIET_WHEN_QUEUED = ("Created", *_UNRECORDED)
+"""The Events of a fresh Task that is queued: none of them is recorded (``_SUPERSEDED``, ``_UNRECORDED``)."""
 
 
 def _coalesce(plan: Plan) -> None:
