@@ -189,6 +189,12 @@ def observe_execution(job: Mapping[str, Any] | None, pods: Sequence[Mapping[str,
             obs.started_at = parse_time(pstatus.get("startTime"))
         if pstatus.get("reason") == "DeadlineExceeded":
             obs.state, obs.reason = "failed", "DeadlineExceeded"
+        elif job is not None and obs.workload_active and obs.state == "failed" and pmeta.get("deletionTimestamp"):
+            # A pod that failed because it was deleted under a running Job was stopped by someone
+            # else: the job controller past activeDeadlineSeconds deletes the pod before it writes
+            # its DeadlineExceeded verdict, and an eviction's exit 143 is no verdict either. The
+            # Job's condition says how the execution ended; the pod's details stay for it.
+            obs.state = "running"
 
     if job is not None:
         # The Job controller states its verdict first (FailureTarget / SuccessCriteriaMet, e.g. reason

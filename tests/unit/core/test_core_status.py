@@ -68,6 +68,20 @@ def test_observe(job_obj: dict[str, Any] | None, pods: list[dict[str, Any]], sta
     assert obs.reason == reason
 
 
+def test_pod_killed_by_its_deletion_waits_for_the_jobs_verdict() -> None:
+    """The job controller deletes the pod past the deadline before it writes DeadlineExceeded."""
+    killed = pod({"terminated": {"exitCode": 143, "reason": "Error", "startedAt": "2025-03-01T11:59:00Z",
+                                 "finishedAt": "2025-03-01T11:59:02Z"}}, phase="Failed")
+    killed["metadata"]["deletionTimestamp"] = "2025-03-01T11:59:01Z"
+    assert observe_execution(job(), [killed]).state == "running"
+    deadline = observe_execution(job("FailureTarget", "DeadlineExceeded"), [killed])
+    assert (deadline.state, deadline.reason) == ("failed", "DeadlineExceeded")
+    evicted = observe_execution(job("FailureTarget", "BackoffLimitExceeded"), [killed])
+    assert (evicted.state, evicted.reason, evicted.exit_code) == ("failed", "Error", 143)
+    # a bare pod (no Job to decide) that was killed by its deletion has failed
+    assert observe_execution(None, [killed]).state == "failed"
+
+
 def test_observe_running_pod_not_yet_terminal_waits_for_pod() -> None:
     """A Job already Complete whose pod status lags is not reported done without its result."""
     obs = observe_execution(job("Complete"), [pod({"running": {}})])
