@@ -137,6 +137,8 @@ class Scheduler:
         self.tenant_locks: dict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
         self.accounting: set[Key] = set()
         """Tasks whose GPU time is being added to their tenant right now (never twice at once)."""
+        self.charged: dict[Key, float] = {}
+        """GPU-seconds totals already added to the tenant whose mark on the Task is not written yet."""
         self.tenant_status_written: dict[str, float] = {}
         self.tenant_status_at: float | None = None
         """When a Tenant status write held back by the 2 s interval is due (monotonic)."""
@@ -260,6 +262,7 @@ class Scheduler:
                 self.running.pop(key, None)
                 self.informed.pop(key, None)
                 self.unwritten.pop(key, None)
+                self.charged.pop(key, None)
                 self.create_backoff.pop(key, None)
         snapshot = Snapshot(
             changed=changed, tasks=tasks, queued=self.queued, running=self.running,
@@ -380,11 +383,12 @@ class Scheduler:
                     self._create_failed(action, *failure)
 
         # Per-Task follow-ups go to the background (see the module doc).
+        charges = self._fold_accounting(plan, now)
         for action in plan.actions.values():
             if action.workload is not None and not created.get(action.key):
                 continue
             if action.has_work:
-                self._follow_up(action, now)
+                self._follow_up(action, now, after=charges.get(action.key))
         accounting = [key for key in plan.accounting if key not in self.accounting]
         if accounting:  # in the background, like the follow-ups; a Task is accounted by one write at a time
             self.accounting.update(accounting)
@@ -404,19 +408,39 @@ class Scheduler:
     def _retry(self, key: Key, now: datetime) -> None:
         heapq.heappush(self.timers, (now + timedelta(seconds=RETRY_SECONDS), key))
 
-    def _follow_up(self, action: TaskAction, now: datetime) -> None:
-        """Run ``_act`` for one Task in the background, after that Task's earlier follow-ups."""
+    def _follow_up(self, action: TaskAction, now: datetime, after: asyncio.Task[bool] | None = None) -> None:
+        """Run ``_act`` for one Task in the background, after that Task's earlier follow-ups.
+
+        ``after`` is the charge of the Task's GPU time to its tenant, when the patch carries the mark
+        of it (:meth:`_fold_accounting`): the patch waits for the charge, and without the charge it goes
+        without the mark.
+        """
         key = action.key
         previous = self.inflight.get(key)
         if action.patch:
             self.overlay[key] = ((action.task.get("metadata") or {}).get("uid"), action.plan.status)
 
         async def link() -> bool:
-            if previous is not None:
-                await asyncio.wait([previous])
-                if previous.cancelled() or previous.exception() is not None or not previous.result():
-                    return False  # an earlier patch failed: this one was computed on top of it
-            return await self._guarded(self._act(action), key=key)
+            uncharged = False
+            try:
+                if after is not None and not await after:
+                    # Not charged: write the rest, and a later pass accounts the time the usual way.
+                    uncharged = True
+                    action.patch.pop(ACCOUNTED_FIELD, None)
+                    action.plan.status.pop(ACCOUNTED_FIELD, None)
+                if previous is not None:
+                    await asyncio.wait([previous])
+                    if previous.cancelled() or previous.exception() is not None or not previous.result():
+                        return False  # an earlier patch failed: this one was computed on top of it
+                done = await self._guarded(self._act(action), key=key)
+                if done and ACCOUNTED_FIELD in action.patch:
+                    self.charged.pop(key, None)
+                return done
+            finally:
+                if after is not None:
+                    self.accounting.discard(key)
+                if uncharged:
+                    self._retry(key, self.state.clock())
 
         task = asyncio.create_task(link(), name=f"kubetask-act-{key[0]}/{key[1]}")
         self.inflight[key] = task
@@ -596,6 +620,37 @@ class Scheduler:
                 if not (pod.get("metadata") or {}).get("deletionTimestamp"):
                     await client.delete(PODS, str(pod["metadata"]["name"]), namespace, propagation="Background")
 
+    def _fold_accounting(self, plan: PassPlan, now: datetime) -> dict[Key, asyncio.Task[bool]]:
+        """Charge the GPU time of Tasks whose status patch records it, so the patch carries the mark.
+
+        A Task that finishes has its time added to the tenant first (one write per tenant for the
+        pass), then its final status patch sets ``accountedGpuSeconds`` too: one Task write fewer than
+        a separate mark.  Returns each folded Task's charge, which its follow-up waits for.
+        """
+        by_tenant: dict[str | None, list[tuple[Key, float, float, str]]] = defaultdict(list)
+        for key in plan.accounting:
+            action = plan.actions.get(key)
+            if key in self.accounting or action is None or not action.patch or action.workload is not None:
+                continue
+            status = action.plan.status
+            total = float(status.get("gpuSeconds") or 0.0)
+            delta = total - max(accounted(action.task), self.charged.get(key, 0.0))
+            finished = parse_time(status.get("completedAt")) or now
+            by_tenant[self.state.tenant_of_namespace(key[0])[0]].append((key, total, delta, month_key(finished)))
+        charges: dict[Key, asyncio.Task[bool]] = {}
+        for tenant, items in by_tenant.items():
+            charge = asyncio.create_task(self._guarded(self._charge_tenant(tenant, items, now)),
+                                         name=f"kubetask-charge-{tenant}")
+            self.background.add(charge)
+            charge.add_done_callback(self.background.discard)
+            for key, total, _, _ in items:
+                self.accounting.add(key)
+                action = plan.actions[key]
+                action.patch[ACCOUNTED_FIELD] = total
+                action.plan.status[ACCOUNTED_FIELD] = total
+                charges[key] = charge
+        return charges
+
     async def _account(self, keys: list[Key], now: datetime) -> None:
         """Add finished GPU time to the tenants' months, exactly once per second of it, one write per tenant.
 
@@ -611,8 +666,8 @@ class Scheduler:
                 continue
             status = latest.get("status") or {}
             total = float(status.get("gpuSeconds") or 0.0)
-            delta = total - accounted(latest)
-            if delta > 1e-6:
+            delta = total - max(accounted(latest), self.charged.get(key, 0.0))
+            if delta > 1e-6 or key in self.charged:
                 finished = parse_time(status.get("completedAt")) or now
                 by_tenant[state.tenant_of_namespace(key[0])[0]].append((key, total, delta, month_key(finished)))
         try:
@@ -625,21 +680,30 @@ class Scheduler:
         finally:
             self.accounting.difference_update(keys)
 
-    async def _charge(self, tenant_name: str | None, items: list[tuple[Key, float, float, str]],
-                      now: datetime) -> None:
+    async def _charge_tenant(self, tenant_name: str | None, items: list[tuple[Key, float, float, str]],
+                             now: datetime) -> None:
+        """Add the items' new GPU-seconds (``delta``) to the tenant's months in one write."""
         state = self.state
-        if tenant_name is not None:
+        charges = [(month, delta) for _, _, delta, month in items if delta > 1e-6]
+        if tenant_name is not None and charges:
             async with self.tenant_locks[tenant_name]:
                 tenant = state.tenants.get(tenant_name)
                 if tenant is not None:
                     usage = (tenant.get("status") or {}).get("usage")
-                    for _, _, delta, month in items:
+                    for month, delta in charges:
                         usage = add_usage(usage, month, delta)
                     this_month = gpu_seconds_in_month({"usage": usage}, month_key(now))
                     updated = await state.client.patch_status(
                         TENANTS, tenant_name, {"status": {"usage": usage, "gpuSecondsThisMonth": this_month,
                                                           "month": month_key(now)}})
                     state.tenants.upsert(updated)
+        for key, total, _, _ in items:  # until the marks are written, no later pass charges these again
+            self.charged[key] = max(total, self.charged.get(key, 0.0))
+
+    async def _charge(self, tenant_name: str | None, items: list[tuple[Key, float, float, str]],
+                      now: datetime) -> None:
+        state = self.state
+        await self._charge_tenant(tenant_name, items, now)
 
         async def mark(key: Key, total: float) -> None:
             try:
@@ -649,6 +713,7 @@ class Scheduler:
             except ApiError as error:
                 if not error.not_found:
                     raise
+            self.charged.pop(key, None)
 
         await asyncio.gather(*(mark(key, total) for key, total, _, _ in items))
 

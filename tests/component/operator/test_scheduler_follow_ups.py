@@ -10,7 +10,7 @@ import asyncio
 from datetime import UTC, datetime
 from typing import Any
 
-from kubetask.core.cycle import TaskAction
+from kubetask.core.cycle import ACCOUNTED_FIELD, PassPlan, TaskAction
 from kubetask.core.status import Plan
 from kubetask.kube.client import ApiError
 from kubetask.operator.scheduler import Scheduler
@@ -24,17 +24,27 @@ NOW = datetime(2026, 1, 1, tzinfo=UTC)
 class FakeClient:
     def __init__(self) -> None:
         self.patches: list[Obj] = []
+        self.writes: list[tuple[str, Obj]] = []
+        """Every status write in order, Tasks' and Tenants', by resource kind."""
         self.fail_next = False
+        self.fail_tenant_next = False
         self.gate: asyncio.Event | None = None
         self.rv = 1
 
-    async def patch_status(self, resource: Any, name: str, body: Obj, namespace: str) -> Obj:
+    async def patch_status(self, resource: Any, name: str, body: Obj, namespace: str | None = None) -> Obj:
         if self.gate is not None:
             await self.gate.wait()
+        if resource.kind == "Tenant":
+            if self.fail_tenant_next:
+                self.fail_tenant_next = False
+                raise ApiError(500, {"message": "boom"})
+            self.writes.append(("Tenant", body["status"]))
+            return {"metadata": {"name": name, "resourceVersion": "1"}, "spec": {}, "status": body["status"]}
         if self.fail_next:
             self.fail_next = False
             raise ApiError(500, {"message": "boom"})
         self.patches.append(body["status"])
+        self.writes.append(("Task", body["status"]))
         self.rv += 1
         return task_obj(status=dict(body["status"]), rv=self.rv)
 
@@ -93,5 +103,68 @@ def test_a_failed_patch_skips_the_rest_of_the_chain_and_drops_the_overlay() -> N
         scheduler._follow_up(action({"phase": "Queued"}, {}), NOW)  # a fresh chain works again
         await scheduler.drain()
         assert client.patches == [{"phase": "Queued"}]
+
+    asyncio.run(run())
+
+
+FINISHED = {"phase": "Succeeded", "gpuSeconds": 4.0, "completedAt": "2026-01-01T00:00:00Z"}
+
+
+def finishing(scheduler: Scheduler) -> PassPlan:
+    """A pass whose one action writes the Task's final status with 4 new GPU-seconds."""
+    scheduler.state.tenants.upsert({"metadata": {"name": "alice", "resourceVersion": "1"}, "spec": {}, "status": {}})
+    scheduler.state.tenant_by_namespace = {"ns": "alice"}
+    plan = PassPlan()
+    plan.actions[("ns", "t")] = action(dict(FINISHED), {"phase": "Running"})
+    plan.accounting.append(("ns", "t"))
+    return plan
+
+
+def fold_and_follow_up(scheduler: Scheduler, plan: PassPlan) -> None:
+    charges = scheduler._fold_accounting(plan, NOW)
+    for a in plan.actions.values():
+        scheduler._follow_up(a, NOW, after=charges.get(a.key))
+
+
+def test_the_final_patch_carries_the_accounted_mark_after_the_tenant_is_charged() -> None:
+    async def run() -> None:
+        scheduler, client = make_scheduler()
+        fold_and_follow_up(scheduler, finishing(scheduler))
+        assert ("ns", "t") in scheduler.accounting  # no second accounting of it meanwhile
+        await scheduler.drain()
+        assert [kind for kind, _ in client.writes] == ["Tenant", "Task"]
+        assert client.writes[0][1]["gpuSecondsThisMonth"] == 4.0
+        assert client.writes[1][1] == {**FINISHED, ACCOUNTED_FIELD: 4.0}
+        assert not scheduler.accounting and not scheduler.charged and not scheduler.timers
+
+    asyncio.run(run())
+
+
+def test_a_failed_charge_writes_the_status_without_the_mark_and_accounts_later() -> None:
+    async def run() -> None:
+        scheduler, client = make_scheduler()
+        client.fail_tenant_next = True
+        fold_and_follow_up(scheduler, finishing(scheduler))
+        await scheduler.drain()
+        assert client.writes == [("Task", FINISHED)]  # never a mark without the charge
+        assert not scheduler.accounting and not scheduler.charged
+        assert [key for _, key in scheduler.timers] == [("ns", "t")]
+
+    asyncio.run(run())
+
+
+def test_a_charge_whose_patch_failed_is_not_charged_again() -> None:
+    async def run() -> None:
+        scheduler, client = make_scheduler()
+        client.fail_next = True
+        fold_and_follow_up(scheduler, finishing(scheduler))
+        await scheduler.drain()
+        assert [kind for kind, _ in client.writes] == ["Tenant"]
+        assert scheduler.charged == {("ns", "t"): 4.0}
+        # the next pass plans the same final status again: it is written with the mark, with no second charge
+        fold_and_follow_up(scheduler, finishing(scheduler))
+        await scheduler.drain()
+        assert client.writes[1:] == [("Task", {**FINISHED, ACCOUNTED_FIELD: 4.0})]
+        assert not scheduler.charged
 
     asyncio.run(run())
