@@ -230,7 +230,8 @@ class Changes:
     nodes: set[str] = field(default_factory=set)
     quotas: set[Key] = field(default_factory=set)
     queue: bool = False
-    """Something the queue decision depends on changed (limits, capacity, templates)."""
+    """Something the queue decision depends on changed (limits, templates, a retry).  A changed node or quota
+    is weighed by the scheduler, which knows whether it freed room."""
     wake: asyncio.Event = field(default_factory=asyncio.Event)
 
     def task(self, key: Key) -> None:
@@ -239,12 +240,10 @@ class Changes:
 
     def node(self, name: str) -> None:
         self.nodes.add(name)
-        self.queue = True
         self.wake.set()
 
     def quota(self, key: Key) -> None:
         self.quotas.add(key)
-        self.queue = True
         self.wake.set()
 
     def decide(self) -> None:

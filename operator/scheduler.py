@@ -248,8 +248,9 @@ class Scheduler:
             self.month, decide = month, True
         if self.info_due is not None and self.info_due <= mono:
             self.info_due, decide = None, True
-        self._refresh_nodes(nodes)
-        self._refresh_quotas(quotas)
+        nodes_freed = self._refresh_nodes(nodes)
+        quotas_freed = self._refresh_quotas(quotas)
+        decide = decide or nodes_freed or quotas_freed
         self.info_tokens = min(INFO_WRITES_PER_SECOND,
                                self.info_tokens + (mono - self.info_refilled) * INFO_WRITES_PER_SECOND)
         self.info_refilled = mono
@@ -271,7 +272,7 @@ class Scheduler:
             durations=self.durations, pod_versions=state.pod_versions, quota_versions=self.quota_versions,
             unreported=self.unreported, informed=self.informed, unwritten=self.unwritten,
             info_budget=int(self.info_tokens), mono=mono,
-            create_backoff=self.create_backoff)
+            create_backoff=self.create_backoff, decide=decide)
         plan, self.plan_seconds = PassPlan(), 0.0
         if changed or decide:
             started = time.perf_counter()
@@ -293,35 +294,47 @@ class Scheduler:
                         pods=state.pods_by_execution(*key), dependencies=deps,
                         has_tenant=key[0] in state.tenant_by_namespace)
 
-    def _refresh_nodes(self, names: set[str]) -> None:
+    def _refresh_nodes(self, names: set[str]) -> bool:
+        """Rebuild the changed nodes' infos; whether any of them may have room it did not have."""
         state = self.state
+        freed = False
         for name in names:
             node = state.nodes.get(name)
+            before = self.node_infos.get(name)
             if node is None:
                 self.node_infos.pop(name, None)
+                freed = freed or before is not None
                 continue
-            self.node_infos[name] = node_info(
+            after = self.node_infos[name] = node_info(
                 node, state.pods.by_index("node", name), gpu_resource=state.gpu.resource_name,
                 gpu_label_key=state.gpu.node_label_key, gpu_label_value=state.gpu.node_label_value,
                 product_label_key=state.gpu.product_label_key)
+            freed = freed or policy.node_frees_room(before, after)
+        return freed
 
-    def _refresh_quotas(self, keys: set[Key]) -> None:
+    def _refresh_quotas(self, keys: set[Key]) -> bool:
+        """Rebuild the changed quotas' infos; whether any of them may let in a task it held back."""
+        freed = False
         for key in keys:
             quota = self.state.quotas.get_key(key)
+            before = self.quota_infos.get(key)
             if quota is None:
                 self.quota_infos.pop(key, None)
                 self.quota_rvs.pop(key, None)
+                freed = freed or before is not None
                 continue
             spec_hard = (quota.get("spec") or {}).get("hard") or {}
             status = quota.get("status") or {}
             hard_raw = {**(status.get("hard") or spec_hard), **spec_hard}  # the spec is the newest truth
-            self.quota_infos[key] = policy.Quota(namespace=key[0], name=key[1], hard=_milli_map(hard_raw),
-                                                 used=_milli_map(status.get("used") or {}))
+            after = self.quota_infos[key] = policy.Quota(namespace=key[0], name=key[1], hard=_milli_map(hard_raw),
+                                                         used=_milli_map(status.get("used") or {}))
+            freed = freed or policy.quota_frees_room(before, after)
             with contextlib.suppress(TypeError, ValueError):
                 self.quota_rvs[key] = int((quota.get("metadata") or {}).get("resourceVersion") or "")
         self.quota_versions = {}
         for (namespace, _), version in self.quota_rvs.items():
             self.quota_versions[namespace] = min(version, self.quota_versions.get(namespace, version))
+        return freed
 
     def _tenant_limits(self, now: datetime) -> dict[str, policy.TenantLimits]:
         out = {}

@@ -183,6 +183,7 @@ class State:
             self.job_counts[namespace] -= 1
             if self.job_counts[namespace] <= 0:
                 del self.job_counts[namespace]
+            self.changes.decide()  # a Job count quota may have room again
         owner = owner_task(new if new is not None else old or {})
         if owner is not None:
             self.changes.task(owner)

@@ -224,6 +224,9 @@ class Snapshot:
     """Monotonic "now", for the write throttles."""
     create_backoff: Mapping[Key, CreateBackoff] = field(default_factory=dict)
     """Tasks whose Job create failed lately (:func:`after_create_failure`): held back until ``retry_at``."""
+    decide: bool = True
+    """Decide the queue even if no entry moved: room may have been freed (capacity, limits), or an explanation is
+    due.  When it is false, the queue is decided only if this pass changes an entry."""
 
 
 @dataclass
@@ -394,7 +397,7 @@ def plan_pass(snapshot: Snapshot, now: datetime, settings: CycleSettings) -> Pas
         _put(running, key, holding)
 
     unreported = _count_in_quota(running, snapshot, out)
-    if queued:
+    if queued and (snapshot.decide or _entries_moved(snapshot, out)):
         decision = policy.decide(
             list(queued.values()), list(running.values()), snapshot.nodes, snapshot.quotas, snapshot.tenants,
             now=now, gpu_resource=settings.gpu.resource_name, gpu_toleration=settings.gpu_toleration,
@@ -409,6 +412,10 @@ def plan_pass(snapshot: Snapshot, now: datetime, settings: CycleSettings) -> Pas
         for key in decision.waiting:
             depths[queued[key].queue] += 1
         out.queue_depths = dict(depths)
+    else:  # the queue stands as the last decision left it: its fresh tasks still wait to be written
+        for key, waiting in out.queued.items():
+            if waiting is not None:
+                _hold_first_write(key, out)
     held: list[tuple[Key, datetime]] = []
     for action in out.actions.values():
         action.patch = status_patch(action.task.get("status") or {}, action.plan.status)
@@ -422,6 +429,18 @@ def plan_pass(snapshot: Snapshot, now: datetime, settings: CycleSettings) -> Pas
         due = out.requeue.get(key)
         out.requeue[key] = write_at if due is None else min(due, write_at)
     return out
+
+
+def _entries_moved(snapshot: Snapshot, out: PassPlan) -> bool:
+    """Whether this pass changed the queue: an entry came, went or changed, or a quota report moved.
+
+    Otherwise the last decision stands (nothing was freed, nobody new waits) and deciding again, over a
+    queue of thousands, would only repeat it: most passes follow the echo of the operator's own writes.
+    """
+    if out.unreported:
+        return True
+    return any(snapshot.queued.get(key) != entry for key, entry in out.queued.items()) or any(
+        snapshot.running.get(key) != entry for key, entry in out.running.items())
 
 
 _START_NEWS = frozenset({"executions", "nodeName", "startedAt", "message"})

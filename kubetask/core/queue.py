@@ -290,6 +290,25 @@ def _pools_overlap(a: tuple[str, str], b: tuple[str, str]) -> bool:
     return a[0] == b[0] and (a[1] == b[1] or "*" in (a[1], b[1]))
 
 
+def quota_frees_room(old: Quota | None, new: Quota | None) -> bool:
+    """Whether a quota's change may let a waiting task in: it came or went, its limits moved, or a use fell.
+
+    A use that only grew (a pod the operator admitted, now counted) admits nobody new.
+    """
+    if old is None or new is None:
+        return True
+    return old.hard != new.hard or any(new.used.get(key, 0) < value for key, value in old.used.items())
+
+
+def node_frees_room(old: NodeInfo | None, new: NodeInfo | None) -> bool:
+    """Whether a node's change may let a waiting task in: anything but more use of an otherwise unchanged node."""
+    if old is None or new is None:
+        return True
+    if new.tasks < old.tasks or any(new.used.get(key, 0) < value for key, value in old.used.items()):
+        return True
+    return dataclasses.replace(new, used=old.used, tasks=old.tasks) != old
+
+
 def decide(
     queued: Sequence[QueuedTask],
     running: Sequence[RunningTask],

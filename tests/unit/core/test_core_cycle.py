@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -19,7 +20,14 @@ from kubetask.core.cycle import (
     plan_pass,
     settled,
 )
-from kubetask.core.queue import QueuedTask, Quota, RunningTask, TenantLimits
+from kubetask.core.queue import (
+    QueuedTask,
+    Quota,
+    RunningTask,
+    TenantLimits,
+    node_frees_room,
+    quota_frees_room,
+)
 from kubetask.core.scheduling import MILLI, Demand, NodeInfo, to_milli
 
 NOW = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
@@ -117,6 +125,7 @@ class Case:
     tenants: dict[str, TenantLimits] = field(default_factory=dict)
     informed: dict[tuple[str, str], tuple[float, float]] = field(default_factory=dict)
     unwritten: dict[tuple[str, str], Obj] = field(default_factory=dict)
+    decide: bool = True
     info_budget: int = 100
     pod_versions: dict[tuple[str, str, int], int] = field(default_factory=dict)
     quota_versions: dict[str, int] = field(default_factory=dict)
@@ -235,6 +244,11 @@ CASES: dict[str, Case] = {
         phases={"t": "Succeeded"},
         check=lambda plan: plan.actions[(NS, "t")].patch["executions"][0]["startedAt"] == STARTED_JUST_NOW
         and plan.actions[(NS, "t")].patch["startedAt"] == STARTED_JUST_NOW),
+    "a running task that ends moves the queue: it is decided without being asked": Case(
+        changed=[view(task("r", status=running_status("r-1")), workloads={"r-1": job("r-1", "r")},
+                      pods={1: [pod("r", SUCCEEDED_POD, "Succeeded")]})],
+        running=[holding("r", gpus=4)], queued=[entry("w")], stored=[task("w", status=queued_status())],
+        nodes=[gpu_node()], decide=False, admitted=["w"], phases={"r": "Succeeded", "w": "Running"}),
     "a task whose next Job exists adopts it instead of creating another": Case(
         changed=[view(task("t", status=queued_status()), workloads={"t-1": job("t-1", "t")})],
         phases={"t": "Running"}, admitted=[], running_after=["t"], queued_after=[],
@@ -305,7 +319,7 @@ def run(case: Case) -> PassPlan:
                         running={(r.namespace, r.name): r for r in case.running}, nodes=case.nodes,
                         quotas=case.quotas, tenants=case.tenants, informed=case.informed,
                         pod_versions=case.pod_versions, quota_versions=case.quota_versions,
-                        unreported=case.unreported, unwritten=case.unwritten,
+                        unreported=case.unreported, unwritten=case.unwritten, decide=case.decide,
                         info_budget=case.info_budget, mono=100.0)
     return plan_pass(snapshot, NOW, SETTINGS)
 
@@ -349,3 +363,34 @@ def test_settled_rules() -> None:
     assert not settled({**done, "status": {**done["status"], "gpuSeconds": 5.0}})
     assert not settled({**done, "metadata": {**done["metadata"], "annotations": {"kubetask.io/rerun": "x"}}})
     assert not settled(task("t", status=queued_status()))
+
+
+def test_only_a_change_that_may_free_room_asks_for_a_decision() -> None:
+    quota = Quota(NS, "q", hard={"gpu": 4}, used={"gpu": 2})
+    assert not quota_frees_room(quota, Quota(NS, "q", hard={"gpu": 4}, used={"gpu": 3}))  # more in use
+    assert not quota_frees_room(quota, quota)
+    assert quota_frees_room(quota, Quota(NS, "q", hard={"gpu": 4}, used={"gpu": 1}))
+    assert quota_frees_room(quota, Quota(NS, "q", hard={"gpu": 6}, used={"gpu": 3}))
+    assert quota_frees_room(None, quota) and quota_frees_room(quota, None)
+    node = gpu_node(used=1)
+    assert not node_frees_room(node, gpu_node(used=2))
+    assert node_frees_room(node, gpu_node(used=0))
+    assert node_frees_room(node, dataclasses.replace(gpu_node(used=2), unschedulable=True))  # cordoned: decide
+    assert node_frees_room(None, node) and node_frees_room(node, None)
+
+
+def test_with_nothing_freed_and_no_entry_moved_the_last_decision_stands() -> None:
+    """Most passes follow the echo of the operator's own writes: they do not decide the queue again."""
+    waiting, fresh = task("w", status=queued_status()), task("t", created=JUST_NOW)
+    full = {"running": [holding("r", gpus=4)], "stored": [task("r")], "nodes": [gpu_node(used=4)]}
+    first = run(Case(changed=[view(waiting), view(fresh)], **full))  # type: ignore[arg-type]
+    assert first.queue_depths == {"default": 2} and (NS, "t") in first.unwritten
+    entries = [q for q in first.queued.values() if q is not None]
+    again = Case(changed=[view(waiting), view(fresh)], queued=entries, unwritten=dict(first.unwritten),
+                 decide=False, **full)  # type: ignore[arg-type]
+    second = run(again)
+    assert second.queue_depths == {} and not second.admitted
+    assert not any(action.has_work for action in second.actions.values())
+    assert second.unwritten[(NS, "t")]["phase"] == "Queued"  # the fresh task's first status is still held
+    asked = run(dataclasses.replace(again, decide=True))
+    assert asked.queue_depths == {"default": 2}
