@@ -18,15 +18,15 @@ One pass, in order:
    (:class:`~kubetask.core.queue.RunningTask`), or neither.  A Task whose next Job already
    exists (a crash between the create and the status patch) adopts it instead.
 3. **Decide.**  :func:`kubetask.core.queue.decide` picks the admissions (priority, DRF,
-   limits, quota headroom, node fit) and explains the rest.
+   limits, quota headroom, node fit) and explains the rest, when something may change the
+   outcome: an entry came, went or changed, room may have been freed (``Snapshot.decide``),
+   or an explanation is due.  Otherwise the last decision stands.
 4. **Plan.**  Each admission gets its workload (:func:`kubetask.core.jobs.build_workload`) and
    its Running status; each waiting Task its reason, position and estimate, throttled: the
    first reason is written once the task has waited a moment (and recorded as an Event),
    while a changed reason, a moved position, a new count in the message or a new estimate
    is informational and shares a budget of patches per second, so a long queue is not
-   rewritten on every pass.  Two news items wait to share a write: a fresh Task's first
-   "Queued" status (until its admission or reason) and an execution's start (for a moment,
-   so a short run's start is written with its end).
+   rewritten on every pass.
 
 Stored objects are shared with the caches: this module copies what it changes and never
 mutates an input.
@@ -91,9 +91,6 @@ class CycleSettings:
     """Seconds between two writes of one waiting task's estimated start."""
     estimate_tolerance: float = 30.0
     """An estimate that moved by less than this many seconds is not news."""
-    start_write_after: float = 1.5
-    """Seconds after its start (a whole-second stamp) an execution's start may wait to be written together with
-    its end: a short run then costs one status write, not two (the job controller batches pod updates, too)."""
     create_retries: int = 3
     """Retries of a Job create the apiserver refuses as invalid (422/400) before the Task fails as JobRejected."""
     create_backoff_seconds: float = 1.0
@@ -416,18 +413,11 @@ def plan_pass(snapshot: Snapshot, now: datetime, settings: CycleSettings) -> Pas
         for key, waiting in out.queued.items():
             if waiting is not None:
                 _hold_first_write(key, out)
-    held: list[tuple[Key, datetime]] = []
     for action in out.actions.values():
         action.patch = status_patch(action.task.get("status") or {}, action.plan.status)
         _coalesce(action.plan)
         if action.key in snapshot.unwritten:
             out.unwritten[action.key] = None
-        if (write_at := _start_write_at(action, now, settings)) is not None:
-            held.append((action.key, write_at))
-    for key, write_at in held:
-        del out.actions[key]
-        due = out.requeue.get(key)
-        out.requeue[key] = write_at if due is None else min(due, write_at)
     return out
 
 
@@ -441,36 +431,6 @@ def _entries_moved(snapshot: Snapshot, out: PassPlan) -> bool:
         return True
     return any(snapshot.queued.get(key) != entry for key, entry in out.queued.items()) or any(
         snapshot.running.get(key) != entry for key, entry in out.running.items())
-
-
-_START_NEWS = frozenset({"executions", "nodeName", "startedAt", "message"})
-"""The status fields an execution's start sets (its node, pod and start time, the message "Running")."""
-_START_NEWS_OF_EXECUTION = frozenset({"startedAt", "podName", "nodeName", "phase"})
-
-
-def _start_write_at(action: TaskAction, now: datetime, settings: CycleSettings) -> datetime | None:
-    """When to write the news that an execution started, if that is all the action writes and it can wait.
-
-    Held back for ``start_write_after`` from the start: a run that ends sooner has its start written with
-    its end, in one write.  The Task reads Running (``queue_state: starting``) meanwhile, as it did since its
-    admission.  Nothing but the status waits: the quota and the node count the pod from the first sight.
-    """
-    plan = action.plan
-    if settings.start_write_after <= 0 or not action.patch or not set(action.patch) <= _START_NEWS:
-        return None
-    if action.workload is not None or plan.events or plan.delete_workload or plan.delete_task \
-            or plan.ensure_workload or plan.status.get("phase") != RUNNING:
-        return None
-    before = (action.task.get("status") or {}).get("executions") or []
-    after = plan.status.get("executions") or []
-    if not before or len(before) != len(after) or before[:-1] != after[:-1] or before[-1].get("startedAt"):
-        return None
-    changed = {k for k in set(before[-1]) | set(after[-1]) if before[-1].get(k) != after[-1].get(k)}
-    started = parse_time(after[-1].get("startedAt"))
-    if started is None or not changed <= _START_NEWS_OF_EXECUTION:
-        return None
-    write_at = started + timedelta(seconds=settings.start_write_after)
-    return write_at if write_at > now else None
 
 
 def _hold_first_write(key: Key, out: PassPlan) -> None:

@@ -67,10 +67,6 @@ HELD = {"phase": "Queued", "queuedAt": JUST_NOW, "observedGeneration": 1, "retry
 """The first status of a task submitted just now, as a pass holds it back (``PassPlan.unwritten``)."""
 
 
-STARTED_JUST_NOW = "2025-03-01T11:59:59Z"
-"""A start stamp (whole seconds, as the kubelet writes them) of a pod that started a moment ago."""
-
-
 def fresh_queued(name: str, **kwargs: Any) -> Obj:
     """A task queued ten minutes ago whose waiting reason was never written."""
     status = {**queued_status(), "queuePosition": None, "message": None, "conditions": []}
@@ -223,27 +219,6 @@ CASES: dict[str, Case] = {
         phases={"t": "Succeeded", "next": "Running"}, admitted=["next"], running_after=["next"],
         check=lambda plan: plan.accounting == [(NS, "t")]
         and plan.actions[(NS, "t")].plan.status["result"] == {"ok": True}),
-    "a start seen at once is held back a moment, to be written with a quick end": Case(
-        changed=[view(task("t", status=running_status()), workloads={"t-1": job("t-1", "t")},
-                      pods={1: [pod("t", {"running": {"startedAt": STARTED_JUST_NOW}}, "Running")]})],
-        running_after=["t"], no_action=["t"],
-        check=lambda plan: (NS, "t") not in plan.actions
-        and plan.requeue[(NS, "t")] == NOW + timedelta(seconds=0.5)
-        and plan.running[(NS, "t")].node_name == "a100"),  # the node counts the pod all the same
-    "a start seen a while after it happened is written at once": Case(
-        changed=[view(task("t", status=running_status()), workloads={"t-1": job("t-1", "t")},
-                      pods={1: [pod("t", {"running": {"startedAt": "2025-03-01T11:59:58Z"}}, "Running")]})],
-        running_after=["t"],
-        check=lambda plan: plan.actions[(NS, "t")].patch["startedAt"] == "2025-03-01T11:59:58Z"
-        and plan.actions[(NS, "t")].plan.status["executions"][0]["nodeName"] == "a100"),
-    "a quick run's start is written with its end, in one write": Case(
-        changed=[view(task("t", status=running_status()), workloads={"t-1": job("t-1", "t")},
-                      pods={1: [pod("t", {"terminated": {"exitCode": 0, "reason": "Completed",
-                                                         "startedAt": STARTED_JUST_NOW, "finishedAt": JUST_NOW}},
-                                    "Succeeded")]})],
-        phases={"t": "Succeeded"},
-        check=lambda plan: plan.actions[(NS, "t")].patch["executions"][0]["startedAt"] == STARTED_JUST_NOW
-        and plan.actions[(NS, "t")].patch["startedAt"] == STARTED_JUST_NOW),
     "a running task that ends moves the queue: it is decided without being asked": Case(
         changed=[view(task("r", status=running_status("r-1")), workloads={"r-1": job("r-1", "r")},
                       pods={1: [pod("r", SUCCEEDED_POD, "Succeeded")]})],
