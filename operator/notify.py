@@ -375,7 +375,10 @@ class Notifier:
         value: str | None = None
         try:
             secret = await self.state.client.get_or_none(SECRETS, name, sub.key[0])
-            if secret is None and name == secret_name(sub.key[1]):
+            if secret is None and not ref.get("name"):
+                # Only a subscription that names no secret gets one made here.  One made through the API names
+                # its own, which the API stores just after the TaskWebhook: making it here first would sign
+                # with a secret nobody was given.
                 secret = await self._create_secret(sub, name)
             raw = ((secret or {}).get("data") or {}).get(data_key)
             value = base64.b64decode(raw).decode() if raw else None
