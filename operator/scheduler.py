@@ -651,9 +651,12 @@ class Scheduler:
             finished = parse_time(status.get("completedAt")) or now
             by_tenant[self.state.tenant_of_namespace(key[0])[0]].append((key, total, delta, month_key(finished)))
         charges: dict[Key, asyncio.Task[bool]] = {}
+        async def charge_tenant(tenant: str | None, items: list[tuple[Key, float, float, str]]) -> bool:
+            # The coroutine is made once the task runs: a task cancelled before it starts leaves none unawaited.
+            return await self._guarded(self._charge_tenant(tenant, items, now))
+
         for tenant, items in by_tenant.items():
-            charge = asyncio.create_task(self._guarded(self._charge_tenant(tenant, items, now)),
-                                         name=f"kubetask-charge-{tenant}")
+            charge = asyncio.create_task(charge_tenant(tenant, items), name=f"kubetask-charge-{tenant}")
             self.background.add(charge)
             charge.add_done_callback(self.background.discard)
             for key, total, _, _ in items:
