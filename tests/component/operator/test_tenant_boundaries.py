@@ -81,6 +81,7 @@ def test_the_webhook_refuses_a_second_claim_without_naming_the_owner(kt: Harness
     extra.append((victim, namespace))
     assert _post_tenant(kt, victim, None, _user("victim@example.com")).status_code == 201
     kt.wait_tenant_namespace(victim)
+    _wait_ready(kt, victim, "True")  # the RoleBinding comes after the quota the line above waits for
     # by its default name and by an explicit one, the namespace is taken
     for asked in (namespace, None):
         response = _post_tenant(kt, intruder, asked, _user("mallory@example.com"))
