@@ -83,6 +83,10 @@ MAX_QUEUED_EVENTS = 10_000
 """Events waiting to be recorded; beyond this, new ones are dropped (Events are best effort)."""
 
 
+_Charge = tuple[Key, float, float, str]
+"""A Task's GPU time to add to its tenant: (task, its total, what is new of it, the month it is charged to)."""
+
+
 class _Overlaid(Mapping[Key, Obj]):
     """The Task store, with the status each Task's in-flight follow-ups will have written."""
 
@@ -640,18 +644,16 @@ class Scheduler:
         pass), then its final status patch sets ``accountedGpuSeconds`` too: one Task write fewer than
         a separate mark.  Returns each folded Task's charge, which its follow-up waits for.
         """
-        by_tenant: dict[str | None, list[tuple[Key, float, float, str]]] = defaultdict(list)
+        by_tenant: dict[str | None, list[_Charge]] = defaultdict(list)
         for key in plan.accounting:
             action = plan.actions.get(key)
             if key in self.accounting or action is None or not action.patch or action.workload is not None:
                 continue
-            status = action.plan.status
-            total = float(status.get("gpuSeconds") or 0.0)
-            delta = total - max(accounted(action.task), self.charged.get(key, 0.0))
-            finished = parse_time(status.get("completedAt")) or now
-            by_tenant[self.state.tenant_of_namespace(key[0])[0]].append((key, total, delta, month_key(finished)))
+            by_tenant[self.state.tenant_of_namespace(key[0])[0]].append(
+                self._unaccounted(key, action.task, action.plan.status, now))
         charges: dict[Key, asyncio.Task[bool]] = {}
-        async def charge_tenant(tenant: str | None, items: list[tuple[Key, float, float, str]]) -> bool:
+
+        async def charge_tenant(tenant: str | None, items: list[_Charge]) -> bool:
             # The coroutine is made once the task runs: a task cancelled before it starts leaves none unawaited.
             return await self._guarded(self._charge_tenant(tenant, items, now))
 
@@ -675,17 +677,14 @@ class Scheduler:
         execution twice, never zero.
         """
         state = self.state
-        by_tenant: dict[str | None, list[tuple[Key, float, float, str]]] = defaultdict(list)
+        by_tenant: dict[str | None, list[_Charge]] = defaultdict(list)
         for key in keys:
             latest = state.tasks.get_key(key)
             if latest is None:
                 continue
-            status = latest.get("status") or {}
-            total = float(status.get("gpuSeconds") or 0.0)
-            delta = total - max(accounted(latest), self.charged.get(key, 0.0))
-            if delta > 1e-6 or key in self.charged:
-                finished = parse_time(status.get("completedAt")) or now
-                by_tenant[state.tenant_of_namespace(key[0])[0]].append((key, total, delta, month_key(finished)))
+            item = self._unaccounted(key, latest, latest.get("status") or {}, now)
+            if item[2] > 1e-6 or key in self.charged:
+                by_tenant[state.tenant_of_namespace(key[0])[0]].append(item)
         try:
             results = await asyncio.gather(*(self._guarded(self._charge(tenant, items, now))
                                              for tenant, items in by_tenant.items()))
@@ -696,8 +695,13 @@ class Scheduler:
         finally:
             self.accounting.difference_update(keys)
 
-    async def _charge_tenant(self, tenant_name: str | None, items: list[tuple[Key, float, float, str]],
-                             now: datetime) -> None:
+    def _unaccounted(self, key: Key, task: Mapping[str, Any], status: Mapping[str, Any], now: datetime) -> _Charge:
+        """The Task's GPU time not yet added to its tenant; ``status`` is the one that holds its total."""
+        total = float(status.get("gpuSeconds") or 0.0)
+        delta = total - max(accounted(task), self.charged.get(key, 0.0))
+        return key, total, delta, month_key(parse_time(status.get("completedAt")) or now)
+
+    async def _charge_tenant(self, tenant_name: str | None, items: list[_Charge], now: datetime) -> None:
         """Add the items' new GPU-seconds (``delta``) to the tenant's months in one write."""
         state = self.state
         charges = [(month, delta) for _, _, delta, month in items if delta > 1e-6]
@@ -716,8 +720,7 @@ class Scheduler:
         for key, total, _, _ in items:  # until the marks are written, no later pass charges these again
             self.charged[key] = max(total, self.charged.get(key, 0.0))
 
-    async def _charge(self, tenant_name: str | None, items: list[tuple[Key, float, float, str]],
-                      now: datetime) -> None:
+    async def _charge(self, tenant_name: str | None, items: list[_Charge], now: datetime) -> None:
         state = self.state
         await self._charge_tenant(tenant_name, items, now)
 
