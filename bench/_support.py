@@ -204,6 +204,9 @@ def _operator_main(conn: Any, kubeconfig: str, webhook: bool, overrides: dict[st
     import logging
     import threading
 
+    from kubetask.kube.memory import forgo_unused_clients
+
+    forgo_unused_clients()  # as `kubetask operator` does, before Kopf is imported
     from kubetask.operator.runner import run_operator
     from kubetask.settings import GpuSettings, KubeSettings, OperatorSettings
 

@@ -208,6 +208,9 @@ def _port_in_use(host: str, port: int) -> bool:
 
 
 def run_operator_command(args: argparse.Namespace) -> int:
+    from kubetask.kube.memory import forgo_unused_clients
+
+    forgo_unused_clients()  # before Kopf is imported: this process runs only the operator
     from kubetask.operator.runner import run_operator
 
     kube = KubeSettings(kubeconfig=args.kubeconfig, context=args.context)

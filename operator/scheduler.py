@@ -65,7 +65,7 @@ from kubetask.core.tenants import add_usage, gpu_seconds_in_month, month_key, us
 from kubetask.core.times import parse_time
 from kubetask.core.tokens import task_token
 from kubetask.kube.client import CONFIGMAPS, JOBS, PODS, TASKS, TENANTS, ApiError
-from kubetask.kube.memory import HeapSettler
+from kubetask.kube.memory import CollectorPause, HeapSettler
 from kubetask.operator.indexes import phase_of
 from kubetask.operator.state import State
 
@@ -75,6 +75,8 @@ CONCURRENCY = 48
 DEBOUNCE_SECONDS = 0.02
 MAX_DEBOUNCE_SECONDS = 0.25
 TICK_SECONDS = 1.0
+COLLECTOR_PAUSE_SECONDS = 120.0
+"""The longest the start-up's lists run without the cyclic collector (see ``CollectorPause``)."""
 RETRY_SECONDS = 1.0
 TENANT_STATUS_INTERVAL = 2.0
 INFO_WRITES_PER_SECOND = 2.0
@@ -165,12 +167,17 @@ class Scheduler:
     async def run(self, stop: asyncio.Event) -> None:
         workers = [asyncio.create_task(self._event_worker(), name=f"kubetask-events-{i}") for i in range(4)]
         changes = self.state.changes
+        listing = CollectorPause()
+        pause_ends = time.monotonic() + COLLECTOR_PAUSE_SECONDS
         try:
             while not stop.is_set():
                 if await _wait_any(stop, self.state.synced, seconds=1.0):
                     break
                 if self.state.synced.is_set():
                     break
+                if time.monotonic() >= pause_ends:
+                    listing.resume()
+            listing.resume()
             while not stop.is_set():
                 await _wait_any(stop, changes.wake, seconds=self._sleep_seconds())
                 if stop.is_set():
@@ -192,6 +199,7 @@ class Scheduler:
                     changes.decide()
                     await asyncio.sleep(0.5)
         finally:
+            listing.resume()
             for worker in workers:
                 worker.cancel()
             for task in list(self.background):

@@ -53,3 +53,32 @@ def test_a_busy_process_settles_only_after_many_more_events() -> None:
     assert heap.maybe_settle(100, busy=True) is False
     assert heap.maybe_settle(999, busy=True) is False
     assert heap.maybe_settle(1000, busy=True) is True
+
+
+def test_the_listing_pause_stops_the_collector_on_the_main_thread_until_resumed() -> None:
+    from kubetask.kube.memory import CollectorPause
+
+    assert gc.isenabled()
+    pause = CollectorPause()
+    try:
+        assert pause.paused and not gc.isenabled()
+        pause.resume()
+        assert gc.isenabled() and not pause.paused
+        pause.resume()  # idempotent: it never enables a collector someone else disabled
+        gc.disable()
+        pause.resume()
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
+
+
+def test_the_listing_pause_leaves_another_process_s_collector_alone() -> None:
+    import threading
+
+    from kubetask.kube.memory import CollectorPause
+
+    seen: list[tuple[bool, bool]] = []
+    thread = threading.Thread(target=lambda: seen.append((CollectorPause().paused, gc.isenabled())))
+    thread.start()
+    thread.join()
+    assert seen == [(False, True)]
