@@ -8,7 +8,6 @@ resources, and a generated client's model classes would only add conversions
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import urllib.request
@@ -22,6 +21,7 @@ import aiohttp
 from multidict import CIMultiDict
 
 from kubetask import GROUP, VERSION
+from kubetask.core import jsonwire
 from kubetask.core.objects import Obj
 from kubetask.kube.config import ClusterAccess, Credentials, load_access
 
@@ -116,11 +116,11 @@ async def _raise_for_status(response: aiohttp.ClientResponse) -> None:
     """Turn a non-2xx answer into :class:`ApiError`, carrying the apiserver's ``Status`` when it sent one."""
     if response.status < 400:
         return
-    text = await response.text()
+    data = await response.read()
     try:
-        payload: Any = json.loads(text)
+        payload: Any = jsonwire.loads(data)
     except ValueError:
-        payload = text
+        payload = data.decode("utf-8", errors="replace")
     raise ApiError(response.status, payload)
 
 
@@ -180,7 +180,7 @@ def encode_body(body: Any) -> bytes | None:
         return body
     if isinstance(body, str):
         return body.encode()
-    return json.dumps(body, separators=(",", ":"), default=_json_default).encode()
+    return jsonwire.dumps(body, default=_json_default)
 
 
 DEFAULT_REQUEST_TIMEOUT = 30.0
@@ -305,8 +305,8 @@ class KubeClient:
                                     request_timeout=request_timeout)
         async with response:
             await _raise_for_status(response)
-            text = await response.text()
-            return json.loads(text) if text else None
+            data = await response.read()
+            return jsonwire.loads(data) if data else None
 
     async def get(self, resource: Resource, name: str, namespace: str | None = None) -> Obj:
         return cast(Obj, await self.request("GET", resource.path(namespace, name)))
@@ -421,7 +421,7 @@ class KubeClient:
         async with response:
             await _raise_for_status(response)
             async for line in _lines(response.content):
-                yield cast(Obj, json.loads(line))
+                yield cast(Obj, jsonwire.loads(line))
 
     async def pod_logs(
         self, name: str, namespace: str, *, container: str | None = None, tail_lines: int | None = None

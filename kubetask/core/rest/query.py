@@ -7,12 +7,12 @@ an unknown word, sort field or page is a 422 naming the parameter.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from kubetask.core import jsonwire
 from kubetask.core.models import DEFAULT_PRIORITY, DEFAULT_QUEUE
 from kubetask.core.objects import ANNOTATION_MODEL_NAME, ANNOTATION_TASK_TYPE, Obj, creation_order
 from kubetask.core.phases import PUBLIC_STATUSES, filter_key, filter_state, public_status, status_word
@@ -256,7 +256,7 @@ def list_envelope(total: int, q: TaskQuery, items: list[Obj]) -> Obj:
 
 def encode_json(value: Any) -> str:
     """The API's JSON encoding (compact, UTF-8 as is): every response body is made with it."""
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str)
+    return jsonwire.dumps(value, default=str).decode()
 
 
 _UNSET: Any = object()
