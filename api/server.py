@@ -63,7 +63,8 @@ async def serve_api(
 ) -> None:
     """Serve the API with uvicorn until ``stop`` is set (or the process is told to stop)."""
     app = create_app(settings, kube)
-    config = uvicorn.Config(app, host=settings.host, port=settings.port, log_level=log_level,
+    # httptools parses HTTP in C; uvicorn's pure-Python h11 cost ~20 % more API CPU per request (bench/api_latency.py).
+    config = uvicorn.Config(app, host=settings.host, port=settings.port, log_level=log_level, http="httptools",
                             lifespan="on", access_log=False, timeout_graceful_shutdown=3)
     server = uvicorn.Server(config)
     sock = sock or _bind(settings.host, settings.port)
