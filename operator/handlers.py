@@ -247,6 +247,9 @@ def build_registry(state: State) -> kopf.OperatorRegistry:
             body: kopf.Body = kwargs["body"]
             old: Any = kwargs.get("old")
             operation: str | None = kwargs.get("operation")
+            probed = admission.admission_probe(body, dry_run=bool(kwargs.get("dryrun")))
+            if probed is not None:
+                raise kopf.AdmissionError(probed, code=400)
             await _synced(state)
             meta = body.get("metadata") or {}
             namespace = str(meta.get("namespace") or "default")

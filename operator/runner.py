@@ -22,8 +22,10 @@ from typing import Any
 import kopf
 from aiohttp import web
 
+from kubetask import GROUP, VERSION
+from kubetask.core.admission import ADMISSION_PROBE_LABEL, PROBE_ANSWER
 from kubetask.core.times import parse_time
-from kubetask.kube.client import LEASES, ApiError, KubeClient, Resource
+from kubetask.kube.client import LEASES, TASKS, ApiError, KubeClient, Resource
 from kubetask.operator.handlers import build_registry
 from kubetask.operator.metrics import Metrics, serve_metrics
 from kubetask.operator.notify import Notifier
@@ -258,6 +260,26 @@ async def _webhook_configured(client: KubeClient, port: int, stop: asyncio.Event
     return False
 
 
+async def _webhooks_answer(client: KubeClient, namespace: str, stop: asyncio.Event, wait_seconds: float = 30) -> bool:
+    """Wait until the apiserver calls both Task webhooks (see :func:`kubetask.core.admission.admission_probe`)."""
+    probe = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "Task",
+             "metadata": {"generateName": "kubetask-admission-probe-", "namespace": namespace,
+                          "labels": {ADMISSION_PROBE_LABEL: "true"}},
+             "spec": {"image": "busybox"}}
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + wait_seconds
+    while loop.time() < deadline and not stop.is_set():
+        try:
+            await client.request("POST", TASKS.path(namespace), query={"dryRun": "All"}, body=probe)
+        except ApiError as error:
+            if f"{PROBE_ANSWER} mutated=yes" in error.message:
+                return True
+            if PROBE_ANSWER not in error.message:
+                log.debug("admission probe: %s", error)
+        await asyncio.sleep(0.1)
+    return False
+
+
 # ---------------------------------------------------------------------- entry points
 
 
@@ -332,6 +354,10 @@ async def run_operator(
             await kopf_ready.wait()
             if settings.webhook_enabled and settings.webhook_manage_configuration:
                 await _webhook_configured(client, webhook_port, inner_stop)
+                probe_namespace = settings.namespaces[0] if settings.namespaces else "default"
+                if not await _webhooks_answer(client, probe_namespace, inner_stop):
+                    log.warning("the apiserver did not call both admission webhooks within 30 s of their "
+                                "configuration; Tasks created now may skip them")
             log.info("kubetask operator ready")
             if ready is not None:
                 ready.set()

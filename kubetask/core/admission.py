@@ -22,7 +22,12 @@ from enum import StrEnum
 from typing import Any
 
 from kubetask.core.jobs import pod_field_errors
-from kubetask.core.models import DEFAULT_MAX_PENDING, DEFAULT_MAX_TIMEOUT_SECONDS, MAX_SCRIPT_BYTES
+from kubetask.core.models import (
+    ANNOTATION_SUBMITTED_AT,
+    DEFAULT_MAX_PENDING,
+    DEFAULT_MAX_TIMEOUT_SECONDS,
+    MAX_SCRIPT_BYTES,
+)
 from kubetask.core.templates import find_template, template_spec_problem, validate_parameters
 from kubetask.core.tenants import (
     claim_order,
@@ -32,6 +37,28 @@ from kubetask.core.tenants import (
     system_namespace,
     tenant_namespace,
 )
+
+ADMISSION_PROBE_LABEL = "kubetask.io/admission-probe"
+"""Marks the dry-run Task the operator sends itself at start-up to learn that the apiserver calls its webhooks."""
+PROBE_ANSWER = "kubetask admission probe:"
+"""How the validating webhook's refusal of that probe begins."""
+
+
+def admission_probe(body: Mapping[str, Any], *, dry_run: bool) -> str | None:
+    """The validating webhook's answer to the start-up probe, or ``None`` for any other Task.
+
+    The apiserver learns of a new webhook configuration through its own watch, a moment after the
+    configuration exists; a Task created in that moment is admitted by neither webhook.  So the
+    operator, before it says it is ready, dry-runs a Task carrying :data:`ADMISSION_PROBE_LABEL`
+    until the validating webhook refuses it with this answer, which says whether the mutating
+    webhook stamped it first.  Only a dry run is a probe: the label changes nothing for a real Task.
+    """
+    meta = body.get("metadata") or {}
+    if not dry_run or not (meta.get("labels") or {}).get(ADMISSION_PROBE_LABEL):
+        return None
+    mutated = ANNOTATION_SUBMITTED_AT in (meta.get("annotations") or {})
+    return f"{PROBE_ANSWER} mutated={'yes' if mutated else 'no'}"
+
 
 #: Fields that describe what runs and where; frozen once the Task has been admitted.
 IMMUTABLE_AFTER_ADMISSION = (

@@ -230,6 +230,23 @@ def test_monthly_hours_then_new_month(kt: Harness) -> None:
     assert response.status_code == 201, response.text
 
 
+def test_the_start_up_probe_is_answered_and_the_probe_label_changes_nothing_for_a_real_task(kt: Harness) -> None:
+    # The operator said ready only after the apiserver called both webhooks for its dry-run probe.
+    kt.create_tenant("op-pia")
+    path = "/apis/kubetask.io/v1alpha1/namespaces/kubetask-op-pia/tasks"
+    body = {"apiVersion": API, "kind": "Task",
+            "metadata": {"name": "probe-like", "namespace": "kubetask-op-pia",
+                         "labels": {"kubetask.io/admission-probe": "true"}},
+            "spec": {"image": "x"}}
+    dry = kt.client().post(path, json=body, params={"dryRun": "All"})
+    assert dry.status_code == 400, dry.text
+    assert "kubetask admission probe: mutated=yes" in dry.json()["message"]
+    real = kt.client().post(path, json=body)
+    assert real.status_code == 201, real.text
+    assert real.json()["spec"]["user"] == "op-pia"  # defaulted by the mutating webhook as for any Task
+    assert "kubetask.io/submitted-at" in real.json()["metadata"]["annotations"]
+
+
 def test_webhook_rejections_through_kubectl(kt: Harness, kubectl: KubectlRunner) -> None:
     kt.create_tenant("op-frank", maxPending=2, maxGpusPerTask=1, maxTimeoutSeconds=600)
     ns = "kubetask-op-frank"

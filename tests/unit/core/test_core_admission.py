@@ -8,8 +8,10 @@ from typing import Any
 import pytest
 
 from kubetask.core.admission import (
+    ADMISSION_PROBE_LABEL,
     HTTP_STATUS,
     Reason,
+    admission_probe,
     count_pending,
     default_spec,
     find_cycle,
@@ -194,3 +196,13 @@ def test_placement_warnings(resources: dict[str, Any], fragments: list[str]) -> 
     for fragment in fragments:
         assert fragment in warnings[0]
     assert placement_warnings({"resources": resources}, [], "nvidia.com/gpu", "nvidia.com/gpu.product") == []
+
+
+def test_admission_probe_answers_only_a_labelled_dry_run() -> None:
+    labelled = {"metadata": {"labels": {ADMISSION_PROBE_LABEL: "true"}}}
+    stamped = {"metadata": {"labels": {ADMISSION_PROBE_LABEL: "true"},
+                            "annotations": {"kubetask.io/submitted-at": "2025-03-15T00:00:00.000000Z"}}}
+    assert admission_probe(labelled, dry_run=True) == "kubetask admission probe: mutated=no"
+    assert admission_probe(stamped, dry_run=True) == "kubetask admission probe: mutated=yes"
+    assert admission_probe(stamped, dry_run=False) is None
+    assert admission_probe({"metadata": {"labels": {"app": "x"}}}, dry_run=True) is None
