@@ -14,7 +14,7 @@ import os
 import socket
 import threading
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -22,8 +22,7 @@ from typing import Any
 import kopf
 from aiohttp import web
 
-from kubetask import GROUP, VERSION
-from kubetask.core.admission import ADMISSION_PROBE_LABEL, PROBE_ANSWER
+from kubetask.core.admission import admission_probe_task, probe_passed_both_webhooks
 from kubetask.core.times import parse_time
 from kubetask.kube.client import LEASES, TASKS, ApiError, KubeClient, Resource
 from kubetask.operator.handlers import build_registry
@@ -239,12 +238,20 @@ def kopf_settings(settings: OperatorSettings, webhook_port: int) -> kopf.Operato
     return ks
 
 
-async def _webhook_configured(client: KubeClient, port: int, stop: asyncio.Event, wait_seconds: float = 30) -> bool:
-    """Wait until both webhook configurations point at this instance's server."""
+async def _poll(check: Callable[[], Awaitable[bool]], stop: asyncio.Event, wait_seconds: float = 30) -> bool:
+    """Ask ``check`` every 0.1 s until it says yes (True), ``stop`` is set or ``wait_seconds`` pass (False)."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + wait_seconds
     while loop.time() < deadline and not stop.is_set():
-        ok = True
+        if await check():
+            return True
+        await asyncio.sleep(0.1)
+    return False
+
+
+async def _webhook_configured(client: KubeClient, port: int, stop: asyncio.Event) -> bool:
+    """Wait until both webhook configurations point at this instance's server."""
+    async def configured() -> bool:
         for resource in (VALIDATING, MUTATING):
             try:
                 config = await client.get_or_none(resource, WEBHOOK_NAME)
@@ -253,31 +260,24 @@ async def _webhook_configured(client: KubeClient, port: int, stop: asyncio.Event
             hooks = (config or {}).get("webhooks") or []
             if not hooks or not all(f":{port}/" in str((h.get("clientConfig") or {}).get("url", ""))
                                     or (h.get("clientConfig") or {}).get("service") for h in hooks):
-                ok = False
-        if ok:
-            return True
-        await asyncio.sleep(0.1)
-    return False
+                return False
+        return True
+    return await _poll(configured, stop)
 
 
-async def _webhooks_answer(client: KubeClient, namespace: str, stop: asyncio.Event, wait_seconds: float = 30) -> bool:
+async def _webhooks_answer(client: KubeClient, namespace: str, stop: asyncio.Event) -> bool:
     """Wait until the apiserver calls both Task webhooks (see :func:`kubetask.core.admission.admission_probe`)."""
-    probe = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "Task",
-             "metadata": {"generateName": "kubetask-admission-probe-", "namespace": namespace,
-                          "labels": {ADMISSION_PROBE_LABEL: "true"}},
-             "spec": {"image": "busybox"}}
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + wait_seconds
-    while loop.time() < deadline and not stop.is_set():
+    probe = admission_probe_task(namespace)
+
+    async def answered() -> bool:
         try:
             await client.request("POST", TASKS.path(namespace), query={"dryRun": "All"}, body=probe)
         except ApiError as error:
-            if f"{PROBE_ANSWER} mutated=yes" in error.message:
+            if probe_passed_both_webhooks(error.message):
                 return True
-            if PROBE_ANSWER not in error.message:
-                log.debug("admission probe: %s", error)
-        await asyncio.sleep(0.1)
-    return False
+            log.debug("admission probe: %s", error)
+        return False
+    return await _poll(answered, stop)
 
 
 # ---------------------------------------------------------------------- entry points

@@ -18,7 +18,7 @@ from kubetask.core.rest.errors import RestError, not_found
 from kubetask.core.rest.intake import generate_task_id
 from kubetask.core.rest.present import task_public
 from kubetask.core.rest.profiles import Profile, uid_in
-from kubetask.core.rest.query import TaskQuery, TaskRow, encode_json, match_rows, query_key
+from kubetask.core.rest.query import TaskQuery, TaskRow, encode_json_bytes, match_rows, query_key
 from kubetask.kube.client import TASKS, ApiError
 
 
@@ -26,7 +26,7 @@ class FastJSON(JSONResponse):
     """Compact JSON with no extra validation pass (bodies are built by the core)."""
 
     def render(self, content: Any) -> bytes:
-        return encode_json(content).encode()
+        return encode_json_bytes(content)
 
 
 class RawJSON(Response):

@@ -21,6 +21,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
+from kubetask import GROUP, VERSION
 from kubetask.core.jobs import pod_field_errors
 from kubetask.core.models import (
     ANNOTATION_SUBMITTED_AT,
@@ -58,6 +59,19 @@ def admission_probe(body: Mapping[str, Any], *, dry_run: bool) -> str | None:
         return None
     mutated = ANNOTATION_SUBMITTED_AT in (meta.get("annotations") or {})
     return f"{PROBE_ANSWER} mutated={'yes' if mutated else 'no'}"
+
+
+def admission_probe_task(namespace: str) -> dict[str, Any]:
+    """The dry-run Task of the start-up probe (see :func:`admission_probe`)."""
+    return {"apiVersion": f"{GROUP}/{VERSION}", "kind": "Task",
+            "metadata": {"generateName": "kubetask-admission-probe-", "namespace": namespace,
+                         "labels": {ADMISSION_PROBE_LABEL: "true"}},
+            "spec": {"image": "busybox"}}
+
+
+def probe_passed_both_webhooks(refusal: str) -> bool:
+    """Whether the apiserver's refusal of the probe came from the validating webhook after the mutating one."""
+    return f"{PROBE_ANSWER} mutated=yes" in refusal
 
 
 #: Fields that describe what runs and where; frozen once the Task has been admitted.

@@ -254,9 +254,14 @@ def list_envelope(total: int, q: TaskQuery, items: list[Obj]) -> Obj:
 # --------------------------------------------------------------------------- precomputed rows
 
 
-def encode_json(value: Any) -> str:
+def encode_json_bytes(value: Any) -> bytes:
     """The API's JSON encoding (compact, UTF-8 as is): every response body is made with it."""
-    return jsonwire.dumps(value, default=str).decode()
+    return jsonwire.dumps(value, default=str)
+
+
+def encode_json(value: Any) -> str:
+    """:func:`encode_json_bytes` as text (payloads joined or framed before they are sent)."""
+    return encode_json_bytes(value).decode()
 
 
 _UNSET: Any = object()
