@@ -198,6 +198,49 @@ def duplicate_jobs(cluster: LocalCluster, namespaces: list[str]) -> int:
 # ---------------------------------------------------------------------- the operator, in its own process
 
 
+def _heap_report() -> dict[str, float]:
+    """Where the RSS is: pymalloc's arenas and blocks, and the RSS before and after a collection and a trim."""
+    import gc
+    import sys
+    import tempfile as _tempfile
+
+    from kubetask.kube.memory import release_free_memory
+
+    before = rss_mb(os.getpid())
+    with _tempfile.TemporaryFile("w+") as out:
+        saved = os.dup(2)
+        try:
+            os.dup2(out.fileno(), 2)
+            sys._debugmallocstats()
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+        out.seek(0)
+        stats = out.read()
+    found: dict[str, float] = {"rss_mb": before}
+    classes: list[tuple[float, str]] = []
+    for line in stats.splitlines():
+        fields = line.split()
+        if len(fields) == 5 and all(f.isdigit() for f in fields):
+            size, pools, used, avail = (int(f) for f in fields[1:])
+            classes.append((avail * size / 1e6, f"{size}B: {pools * 16384 / 1e6:.1f} MB pools, "
+                                                 f"{used * size / 1e6:.1f} used, {avail * size / 1e6:.1f} free"))
+    for rank, (_, text) in enumerate(sorted(classes, reverse=True)[:6]):
+        found[f"class{rank} {text}"] = 0
+    for line in stats.splitlines():
+        label, _, value = line.rpartition("=")
+        label = " ".join(label.split()).lstrip("# ")
+        if "unused pools" in label:
+            label = "unused pools"
+        if label in ("arenas allocated current", "arenas highwater mark", "bytes in allocated blocks",
+                     "bytes in available blocks", "unused pools", "Total") and label not in found:
+            found[label] = float(value.replace(",", "").strip()) / (1 if label.startswith("arenas") else 1e6)
+    gc.collect()
+    release_free_memory()
+    found["rss_after_collect_and_trim_mb"] = rss_mb(os.getpid())
+    return found
+
+
 def _operator_main(conn: Any, kubeconfig: str, webhook: bool, overrides: dict[str, Any]) -> None:
     """Child process: ``run_operator`` on the main thread, as ``kubetask operator`` runs it, until told to stop."""
     import asyncio
@@ -223,7 +266,8 @@ def _operator_main(conn: Any, kubeconfig: str, webhook: bool, overrides: dict[st
             if ready.wait(300):
                 conn.send(("ready", os.getpid()))
             with contextlib.suppress(EOFError, OSError):
-                conn.recv()
+                while conn.recv() == "heap":
+                    conn.send(_heap_report())
             dump = os.environ.get("KUBETASK_BENCH_MEMORY_DUMP")
             if dump:  # a diagnosis: where the operator's memory is, and how much of its RSS that explains
                 import tracemalloc
@@ -264,6 +308,14 @@ class OperatorProcess:
         self.conn.recv()
         self.ready_after = time.monotonic() - self.started
         return self
+
+    def heap_report(self) -> dict[str, float]:
+        """pymalloc's statistics and the RSS before and after a forced collection and trim (a diagnosis)."""
+        self.conn.send("heap")
+        if not self.conn.poll(60):
+            raise RuntimeError("the operator did not answer the heap report")
+        report: dict[str, float] = self.conn.recv()
+        return report
 
     def stop(self) -> None:
         with contextlib.suppress(OSError, EOFError):

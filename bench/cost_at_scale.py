@@ -101,6 +101,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--levels", default="1000,5000,10000", help="task counts to measure at")
     parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--heap-report", action="store_true",
+                        help="after each step and the restart, print the operator's pymalloc figures and its RSS "
+                             "before and after a forced collection and trim (a diagnosis of the RSS)")
     args = parser.parse_args()
     levels = [int(n) for n in args.levels.split(",")]
     rows: list[dict[str, float]] = []
@@ -129,6 +132,8 @@ def main() -> None:
                       f"{row['operator_rss']:.0f} MB, {row['operator_cpu_per_1k']:.1f} CPU-s per 1k; "
                       f"API RSS {row['api_rss']:.0f} MB, "
                       f"{row['api_cpu_per_1k']:.1f} CPU-s per 1k; load {load()}", flush=True)
+                if args.heap_report:
+                    print(f"  operator heap after {level} tasks: {operator.heap_report()}", flush=True)
                 done = level
             operator.stop()
             restarted_at = time.monotonic()
@@ -139,6 +144,8 @@ def main() -> None:
             idle = ready + wait_idle(operator.pid)
             restart_cpu = cpu_seconds(operator.pid) - before
             restart_rss = rss_mb(operator.pid)
+            if args.heap_report:
+                print(f"  operator heap after the restart: {operator.heap_report()}", flush=True)
         finally:
             if operator is not None:
                 operator.stop()
