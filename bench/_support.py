@@ -198,16 +198,28 @@ def duplicate_jobs(cluster: LocalCluster, namespaces: list[str]) -> int:
 # ---------------------------------------------------------------------- the operator, in its own process
 
 
-def _heap_report() -> dict[str, float]:
-    """Where the RSS is: pymalloc's arenas and blocks, and the RSS before and after a collection and a trim."""
+_PYMALLOC_TOTALS = {
+    "arenas allocated current": "arenas",
+    "arenas highwater mark": "arenas_highwater",
+    "bytes in allocated blocks": "allocated_mb",
+    "bytes in available blocks": "free_in_used_pools_mb",
+    "unused pools": "unused_pools_mb",
+}
+"""``sys._debugmallocstats()`` totals reported, by the label its lines start with (after ``#`` or a count)."""
+
+
+def _heap_report(size_classes: int = 6) -> dict[str, float]:
+    """Where the RSS is: pymalloc's arenas and blocks, the size classes with the most free space, and the
+    RSS before and after a forced collection and trim."""
     import gc
+    import re
     import sys
-    import tempfile as _tempfile
+    import tempfile
 
     from kubetask.kube.memory import release_free_memory
 
-    before = rss_mb(os.getpid())
-    with _tempfile.TemporaryFile("w+") as out:
+    report: dict[str, float] = {"rss_mb": rss_mb(os.getpid())}
+    with tempfile.TemporaryFile("w+") as out:  # the statistics go to the C-level stderr only
         saved = os.dup(2)
         try:
             os.dup2(out.fileno(), 2)
@@ -216,29 +228,24 @@ def _heap_report() -> dict[str, float]:
             os.dup2(saved, 2)
             os.close(saved)
         out.seek(0)
-        stats = out.read()
-    found: dict[str, float] = {"rss_mb": before}
-    classes: list[tuple[float, str]] = []
-    for line in stats.splitlines():
-        fields = line.split()
-        if len(fields) == 5 and all(f.isdigit() for f in fields):
-            size, pools, used, avail = (int(f) for f in fields[1:])
-            classes.append((avail * size / 1e6, f"{size}B: {pools * 16384 / 1e6:.1f} MB pools, "
-                                                 f"{used * size / 1e6:.1f} used, {avail * size / 1e6:.1f} free"))
-    for rank, (_, text) in enumerate(sorted(classes, reverse=True)[:6]):
-        found[f"class{rank} {text}"] = 0
-    for line in stats.splitlines():
-        label, _, value = line.rpartition("=")
-        label = " ".join(label.split()).lstrip("# ")
-        if "unused pools" in label:
-            label = "unused pools"
-        if label in ("arenas allocated current", "arenas highwater mark", "bytes in allocated blocks",
-                     "bytes in available blocks", "unused pools", "Total") and label not in found:
-            found[label] = float(value.replace(",", "").strip()) / (1 if label.startswith("arenas") else 1e6)
+        lines = out.read().splitlines()
+    free_by_size: dict[int, float] = {}
+    for line in lines:
+        if re.fullmatch(r"\s*\d+(\s+\d+){4}\s*", line):  # class, size, pools, blocks in use, free blocks
+            _, size, _, _, free = (int(field) for field in line.split())
+            free_by_size[size] = free * size / 1e6
+            continue
+        label, equals, value = line.partition("=")
+        name = _PYMALLOC_TOTALS.get(re.sub(r"^[#\d\s]*|\s*\*.*$", "", " ".join(label.split())))
+        if equals and name and name not in report:
+            number = float(value.replace(",", ""))
+            report[name] = number if name.startswith("arenas") else number / 1e6
+    for size in sorted(free_by_size, key=free_by_size.__getitem__, reverse=True)[:size_classes]:
+        report[f"free_mb_in_{size}_byte_blocks"] = round(free_by_size[size], 1)
     gc.collect()
     release_free_memory()
-    found["rss_after_collect_and_trim_mb"] = rss_mb(os.getpid())
-    return found
+    report["rss_after_collect_and_trim_mb"] = rss_mb(os.getpid())
+    return report
 
 
 def _operator_main(conn: Any, kubeconfig: str, webhook: bool, overrides: dict[str, Any]) -> None:
