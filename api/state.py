@@ -17,6 +17,7 @@ from kubetask.core.admission import NOT_ADMITTED_PHASES
 from kubetask.core.objects import LABEL_USER, Key, Obj
 from kubetask.core.rest.query import task_row
 from kubetask.core.rest.workers import pod_node
+from kubetask.kube import wire
 from kubetask.kube.cache import Informer, InformerSet, object_key
 from kubetask.kube.client import NODES, PODS, SECRETS, TASK_TEMPLATES, TASKS, TENANTS, KubeClient
 from kubetask.kube.lean import lean_pod, without_managed_fields
@@ -128,7 +129,7 @@ class AppState:
         # managedFields everywhere, and all of a pod but its labels, owners, node, requests and states.
         informers = InformerSet()
         informers.add("tasks", Informer(client, TASKS, indexers={"user": _task_user}, derive=task_row,
-                                        transform=without_managed_fields))
+                                        transform=without_managed_fields, shape=wire.TASK))
         informers.add("templates", Informer(client, TASK_TEMPLATES, transform=without_managed_fields))
         informers.add("tenants", Informer(client, TENANTS, transform=without_managed_fields))
         published = (settings.keys_secret_namespace, settings.keys_secret_name) \
@@ -142,7 +143,7 @@ class AppState:
                                               transform=without_managed_fields))
         informers.add("nodes", Informer(client, NODES, transform=without_managed_fields))
         informers.add("pods", Informer(client, PODS, label_selector="kubetask.io/task", indexers={"node": pod_node},
-                                       transform=lean_pod))
+                                       transform=lean_pod, shape=wire.POD))
         auth = Authenticator(client, informers["tenants"], informers["secrets"],
                              namespace_prefix=settings.tenant_namespace_prefix, published=published)
         upstream = ApiserverMonitor(client, interval=settings.apiserver_probe_interval_seconds,

@@ -30,6 +30,7 @@ from kubetask.core.jobs import EXECUTION_LABEL, TASK_LABEL, TASK_NAME_ANNOTATION
 from kubetask.core.objects import Key, Obj
 from kubetask.core.scheduling import holding_node
 from kubetask.core.tenants import namespace_owners
+from kubetask.kube import wire
 from kubetask.kube.cache import Informer, InformerSet
 from kubetask.kube.client import (
     JOBS,
@@ -42,6 +43,7 @@ from kubetask.kube.client import (
     KubeClient,
 )
 from kubetask.kube.lean import lean_job, lean_node, lean_pod, lean_quota, lean_task, without_managed_fields
+from kubetask.kube.wire import Shape
 from kubetask.operator.indexes import AdmissionIndex, Changes, Dependents, phase_of, task_key
 from kubetask.operator.metrics import Metrics
 from kubetask.settings import GpuSettings, KubeSettings, OperatorSettings
@@ -109,15 +111,17 @@ class State:
         namespaces = list(settings.namespaces) or None
         self.informers = InformerSet()
 
-        def store(name: str, resource: Any, transform: Any, namespaced: bool = True,
+        def store(name: str, resource: Any, transform: Any, namespaced: bool = True, shape: Shape | None = None,
                   **indexers: Callable[[Obj], Iterable[str]]) -> Informer:
             return self.informers.add(name, Informer(
                 client, resource, namespaces=namespaces if namespaced else None, transform=transform,
-                default_indexers=False, indexers=indexers, stamps=False))
+                shape=shape, default_indexers=False, indexers=indexers, stamps=False))
 
-        self.tasks = store("tasks", TASKS, lean_task, namespace=_namespace_index)
-        self.jobs = store("jobs", JOBS, lean_job, task=_task_index)
-        self.pods = store("pods", PODS, lean_pod, task=_task_index, node=_node_index)
+        # The three kinds with thousands of objects and ~20 watch events per task decode only what their
+        # transform keeps (kubetask.kube.wire): no burst of whole objects to fragment the heap.
+        self.tasks = store("tasks", TASKS, lean_task, shape=wire.TASK, namespace=_namespace_index)
+        self.jobs = store("jobs", JOBS, lean_job, shape=wire.JOB, task=_task_index)
+        self.pods = store("pods", PODS, lean_pod, shape=wire.POD, task=_task_index, node=_node_index)
         self.nodes = store("nodes", NODES, lean_node, namespaced=False)
         self.quotas = store("resourcequotas", RESOURCE_QUOTAS, lean_quota)
         self.tenants = store("tenants", TENANTS, without_managed_fields, namespaced=False)

@@ -40,6 +40,7 @@ import aiohttp
 from kubetask.core.objects import LABEL_USER, Key, Obj
 from kubetask.kube.client import ApiError, KubeClient, Resource
 from kubetask.kube.lean import Transform
+from kubetask.kube.wire import Shape
 
 log = logging.getLogger(__name__)
 
@@ -133,6 +134,7 @@ class Informer:
         max_backoff: float = 30.0,
         derive: Derive | None = None,
         transform: Transform | None = None,
+        shape: Shape | None = None,
         stamps: bool = True,
     ) -> None:
         self.client = client
@@ -149,6 +151,8 @@ class Informer:
         self.watch_timeout_seconds = watch_timeout_seconds
         self.max_backoff = max_backoff
         self.transform = transform
+        self.shape = shape
+        """How lists and watches decode: only the fields ``transform`` reads (:mod:`kubetask.kube.wire`)."""
         self._items: dict[Key, Obj] = {}
         self._indexes: dict[str, dict[str, set[Key]]] = {name: {} for name in self.indexers}
         self._index_values: dict[Key, tuple[tuple[str, ...], ...]] = {}
@@ -365,8 +369,12 @@ class Informer:
         return self.transform(obj) if self.transform is not None else obj
 
     def _field_selector(self) -> dict[str, str]:
-        # Passed only when set, so clients without the parameter (tests' fakes) keep working.
+        # Passed only when set, so clients without the parameters (tests' fakes) keep working.
         return {"field_selector": self.field_selector} if self.field_selector else {}
+
+    def _stream_options(self) -> dict[str, Any]:
+        """The field selector and the shape, for a paged list or a watch."""
+        return {**self._field_selector(), **({"shape": self.shape} if self.shape is not None else {})}
 
     async def _relist(self, namespace: str | None) -> None:
         fresh: dict[Key, Obj] = {}
@@ -377,7 +385,7 @@ class Informer:
                                              **self._field_selector())]
         else:
             listed = pages(self.resource, namespace, label_selector=self.label_selector, limit=LIST_PAGE,
-                           **self._field_selector())
+                           **self._stream_options())
         # Page by page: only one page of whole objects is alive at a time, the rest is already lean.
         async for page in _aiter(listed):
             version = str((page.get("metadata") or {}).get("resourceVersion") or "") or version
@@ -406,7 +414,7 @@ class Informer:
                 async for event in self.client.watch(
                     self.resource, namespace, resource_version=self._resource_versions.get(namespace),
                     timeout_seconds=self.watch_timeout_seconds, label_selector=self.label_selector,
-                    **self._field_selector(),
+                    **self._stream_options(),
                 ):
                     self._apply(event, namespace)
                 backoff = 0.2

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import urllib.request
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
@@ -24,6 +24,7 @@ from kubetask import GROUP, VERSION
 from kubetask.core import jsonwire
 from kubetask.core.objects import Obj
 from kubetask.kube.config import ClusterAccess, Credentials, load_access
+from kubetask.kube.wire import Shape
 
 log = logging.getLogger(__name__)
 
@@ -299,14 +300,16 @@ class KubeClient:
         body: Any = None,
         content_type: str = "application/json",
         request_timeout: float | None = None,
+        decode: Callable[[bytes], Any] = jsonwire.loads,
     ) -> Any:
-        """One request; returns the decoded JSON body or raises :class:`ApiError`."""
+        """One request; returns the decoded JSON body (``decode``: of a body that is not empty) or raises
+        :class:`ApiError`."""
         response = await self._send(method, path, query=query, body=body, content_type=content_type,
                                     request_timeout=request_timeout)
         async with response:
             await _raise_for_status(response)
             data = await response.read()
-            return jsonwire.loads(data) if data else None
+            return decode(data) if data else None
 
     async def get(self, resource: Resource, name: str, namespace: str | None = None) -> Obj:
         return cast(Obj, await self.request("GET", resource.path(namespace, name)))
@@ -344,15 +347,16 @@ class KubeClient:
         label_selector: str | None = None,
         field_selector: str | None = None,
         limit: int = 500,
+        shape: Shape | None = None,
     ) -> AsyncIterator[Obj]:
         """One LIST, page by page (one consistent snapshot): a reader that keeps little of each object
-        holds only one page of whole objects at a time."""
+        holds only one page of whole objects at a time (``shape``: only the fields it names)."""
         cont: str | None = None
         while True:
             page = await self.request("GET", resource.path(namespace), query={
                 "labelSelector": label_selector, "fieldSelector": field_selector,
                 "limit": limit, "continue": cont,
-            })
+            }, decode=shape.page if shape is not None else jsonwire.loads)
             cont = (page.get("metadata") or {}).get("continue")
             yield cast(Obj, page)
             if not cont:
@@ -411,8 +415,11 @@ class KubeClient:
         timeout_seconds: int = 300,
         label_selector: str | None = None,
         field_selector: str | None = None,
+        shape: Shape | None = None,
     ) -> AsyncIterator[Obj]:
-        """Yield raw watch events (``{"type", "object"}``) until the server closes the stream."""
+        """Yield raw watch events (``{"type", "object"}``) until the server closes the stream (``shape``: with
+        only the fields it names)."""
+        decode = shape.event if shape is not None else jsonwire.loads
         response = await self._send("GET", resource.path(namespace), query={
             "watch": "true", "resourceVersion": resource_version, "allowWatchBookmarks": "true",
             "timeoutSeconds": timeout_seconds, "labelSelector": label_selector, "fieldSelector": field_selector,
@@ -421,7 +428,7 @@ class KubeClient:
         async with response:
             await _raise_for_status(response)
             async for line in _lines(response.content):
-                yield cast(Obj, jsonwire.loads(line))
+                yield cast(Obj, decode(line))
 
     async def pod_logs(
         self, name: str, namespace: str, *, container: str | None = None, tail_lines: int | None = None
