@@ -133,22 +133,22 @@ class Shape:
 
     def event(self, data: bytes) -> Obj:
         """One watch event (``{"type", "object"}``)."""
-        try:
-            event: Obj = self._event.decode(data)
-        except msgspec.DecodeError:
-            event = jsonwire.loads(data)
-        return event
+        return _decoded(self._event, data)
 
     def page(self, data: bytes) -> Obj:
         """One page of a LIST (``{"metadata", "items"}``)."""
-        try:
-            page: Obj = self._page.decode(data)
-        except msgspec.DecodeError:
-            page = jsonwire.loads(data)
-        return page
+        return _decoded(self._page, data)
 
     def __repr__(self) -> str:
         return f"Shape({getattr(self.schema, '__name__', self.schema)})"
+
+
+def _decoded(decoder: msgspec.json.Decoder[Any], data: bytes) -> Obj:
+    try:
+        decoded: Obj = decoder.decode(data)
+    except msgspec.DecodeError:  # the schema does not fit (or it is not JSON: jsonwire says so as before)
+        decoded = jsonwire.loads(data)
+    return decoded
 
 
 TASK = Shape(TaskWire)
