@@ -2,10 +2,8 @@
 
 A watched object is decoded whole and then cut down by its transform (:mod:`kubetask.kube.lean`):
 of a 6 KB Pod, ~100 KB of Python objects are built and dropped again for the ~3 KB the cache
-keeps (``managedFields``, the pod spec's environment, volumes and probes, the conditions).  In a
-burst of thousands of watch events those short-lived objects are allocated among the long-lived
-cached ones, and the process keeps the memory they fragmented long after the burst (the
-operator's RSS high-water, bench/cost_at_scale.py ``--heap-report``).
+keeps (``managedFields``, the pod spec's environment, volumes and probes, the conditions).  Every
+watch event pays for that, and a relist holds a whole page of such objects at once.
 
 A :class:`Shape` decodes with a msgspec schema instead: fields the schema does not name are
 skipped while parsing, so they are never built.  Each schema names a superset of what its
@@ -126,7 +124,6 @@ class Shape:
     """Decoders for one kind's watch events and list pages that build only what its schema names."""
 
     def __init__(self, schema: Any) -> None:
-        self.schema = schema
         # Decoded as plain dicts: every reader of an informer's objects reads dicts.
         self._event: msgspec.json.Decoder[Any] = msgspec.json.Decoder(WatchEvent[schema])
         self._page: msgspec.json.Decoder[Any] = msgspec.json.Decoder(ListPage[schema])
@@ -138,9 +135,6 @@ class Shape:
     def page(self, data: bytes) -> Obj:
         """One page of a LIST (``{"metadata", "items"}``)."""
         return _decoded(self._page, data)
-
-    def __repr__(self) -> str:
-        return f"Shape({getattr(self.schema, '__name__', self.schema)})"
 
 
 def _decoded(decoder: msgspec.json.Decoder[Any], data: bytes) -> Obj:
