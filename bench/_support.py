@@ -175,6 +175,27 @@ def apiserver_requests(cluster: LocalCluster) -> Counter[str]:
     return counts
 
 
+def histogram_summary(exposition: str, metric: str, within: float, /, **labels: str) -> tuple[int, float, float]:
+    """A Prometheus histogram's ``(count, mean seconds, share observed within ``within`` s)``, summed over every
+    series of ``metric`` whose labels include ``labels`` (from a ``/metrics`` text)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    count = total = inside = 0.0
+    for family in text_string_to_metric_families(exposition):
+        if family.name != metric:
+            continue
+        for sample in family.samples:
+            if any(sample.labels.get(key) != value for key, value in labels.items()):
+                continue
+            if sample.name == f"{metric}_count":
+                count += sample.value
+            elif sample.name == f"{metric}_sum":
+                total += sample.value
+            elif sample.name == f"{metric}_bucket" and float(sample.labels["le"]) == within:
+                inside += sample.value
+    return int(count), (total / count if count else float("nan")), (inside / count if count else float("nan"))
+
+
 def event_reasons(cluster: LocalCluster, namespaces: list[str]) -> Counter[str]:
     """Events recorded in the namespaces, by ``component/reason``."""
     counts: Counter[str] = Counter()

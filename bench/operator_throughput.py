@@ -26,12 +26,15 @@ import time
 from pathlib import Path
 from typing import Any
 
+import httpx
 from _support import (
     Meter,
     OperatorProcess,
     create_namespace,
     duplicate_jobs,
     ensure_tenant,
+    free_port,
+    histogram_summary,
     load,
     pct,
     profiled,
@@ -155,6 +158,28 @@ async def measure(kubeconfig: str, args: argparse.Namespace) -> dict[str, Any]:
         await client.close()
 
 
+def operator_metrics(port: int) -> str:
+    with httpx.Client() as http:
+        return http.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
+
+
+def review_latencies(apiserver: str, operator: str) -> list[str]:
+    """Each Task webhook's review time as the kube-apiserver measured it (its call), and as the operator did (its
+    answer): where the difference is, is the way there and back."""
+    lines = []
+    for webhook, kind in (("defaults", "admit"), ("rules", "validating")):
+        count, mean, fast = histogram_summary(apiserver, "apiserver_admission_webhook_admission_duration_seconds",
+                                              0.025, name=f"{webhook}.kubetask.io", operation="CREATE", type=kind)
+        line = f"webhook {webhook}: {count} reviews, kube-apiserver's call mean {mean * 1000:.0f} ms ({fast:.0%} " \
+               f"within 25 ms)"
+        if operator:
+            count, mean, fast = histogram_summary(operator, "kubetask_admission_review_duration_seconds", 0.025,
+                                                  webhook=webhook)
+            line += f"; operator's answer mean {mean * 1000:.1f} ms ({fast:.0%} within 25 ms)"
+        lines.append(line)
+    return lines
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--tasks", type=int, default=1000, help="Tasks in the burst (default 1000)")
@@ -180,7 +205,8 @@ def main() -> None:
                 handle: Any = run_operator_in_thread(settings, GpuSettings(), KubeSettings(kubeconfig=kubeconfig))
                 pid = None
             else:
-                handle = OperatorProcess(kubeconfig).wait_ready()
+                metrics_port = free_port()
+                handle = OperatorProcess(kubeconfig, metrics_port=metrics_port).wait_ready()
                 pid = handle.pid
             ensure_tenant(cluster, TENANT, LIMITS)
             meter = Meter({**({"operator": pid} if pid else {}),
@@ -191,6 +217,8 @@ def main() -> None:
                     figures = asyncio.run(measure(kubeconfig, args))
                 cpu = meter.used()
                 memory = rss_mb(pid) if pid else float("nan")
+                reviews = review_latencies(cluster.admin().get("/metrics").text,
+                                           operator_metrics(metrics_port) if pid else "")
             finally:
                 handle.stop()
             duplicates = duplicate_jobs(cluster, [NAMESPACE])
@@ -219,6 +247,8 @@ def main() -> None:
     print("  CPU ms per task (burst + arrivals; the raw creates included): "
           + "  ".join(f"{name} {ms:.1f}" for name, ms in sorted(per_task.items(), key=lambda item: -item[1]))
           + (f"   operator RSS {memory:.0f} MB" if pid else ""))
+    for line in reviews:
+        print(f"  {line}")
     print(f"  duplicate Jobs: {duplicates}   pods refused by quota: {refusals}")
     result(tasks=n, admission_per_s=round(rate), raw_jobs_per_s=round(figures["raw_rate"]), ratio=round(ratio, 2),
            creates_per_s=round(n / figures["submitted"]), arrival_rate=args.rate,

@@ -71,6 +71,15 @@ SYNC_WAIT_SECONDS = 60.0
 ADMISSION_SYNC_WAIT_SECONDS = 10.0
 """How long an admission review waits for that listing before it fails closed (503): the apiserver's own
 webhook deadline is shorter than a Tenant handler's patience."""
+TASK_DEFAULTS, TASK_RULES, TEMPLATE_RULES, TENANT_RULES = "defaults", "rules", "template-rules", "tenant-rules"
+"""The admission handlers' ids: the last part of each review's URL path."""
+OFF_LOOP_REVIEWS = frozenset({TASK_DEFAULTS, TASK_RULES, TEMPLATE_RULES})
+"""Reviews answered on the admission server's own loop (:mod:`kubetask.operator.webhooks`): they read the state
+only through lookups that are safe from another thread (the admission index takes its lock; the tenant, template
+and namespace maps are replaced whole, never changed in place).  A Tenant's review walks every Tenant and Kopf's
+memories, so it runs on the operator's loop."""
+SYNC_POLL_SECONDS = 0.05
+"""How often a review that came before the first listing looks again."""
 _KINDS = {"Namespace": NAMESPACES, "ResourceQuota": RESOURCE_QUOTAS, "LimitRange": LIMIT_RANGES,
           "Role": ROLES, "RoleBinding": ROLE_BINDINGS}
 
@@ -192,7 +201,7 @@ def build_registry(state: State) -> kopf.OperatorRegistry:
     # ------------------------------------------------------------------ admission
 
     if state.settings.webhook_enabled:
-        @kopf.on.validate(GROUP, VERSION, "tenants", operations=["CREATE", "UPDATE"], id="tenant-rules",
+        @kopf.on.validate(GROUP, VERSION, "tenants", operations=["CREATE", "UPDATE"], id=TENANT_RULES,
                           registry=registry)
         async def validate_tenant(**kwargs: Any) -> None:
             body: kopf.Body = kwargs["body"]
@@ -203,7 +212,7 @@ def build_registry(state: State) -> kopf.OperatorRegistry:
             if not verdict.allowed:
                 raise kopf.AdmissionError(verdict.message, code=verdict.code)
 
-        @kopf.on.validate(GROUP, VERSION, "tasktemplates", operations=["CREATE", "UPDATE"], id="template-rules",
+        @kopf.on.validate(GROUP, VERSION, "tasktemplates", operations=["CREATE", "UPDATE"], id=TEMPLATE_RULES,
                           registry=registry)
         async def validate_tasktemplate(**kwargs: Any) -> None:
             body: kopf.Body = kwargs["body"]
@@ -211,7 +220,7 @@ def build_registry(state: State) -> kopf.OperatorRegistry:
             if not verdict.allowed:
                 raise kopf.AdmissionError(verdict.message, code=verdict.code)
 
-        @kopf.on.mutate(GROUP, VERSION, "tasks", operations=["CREATE", "UPDATE"], id="defaults",
+        @kopf.on.mutate(GROUP, VERSION, "tasks", operations=["CREATE", "UPDATE"], id=TASK_DEFAULTS,
                         registry=registry)
         async def mutate_task(**kwargs: Any) -> None:  # async: no thread-pool hop per admission
             body: kopf.Body = kwargs["body"]
@@ -241,7 +250,7 @@ def build_registry(state: State) -> kopf.OperatorRegistry:
                 if spec.get(key) != value:
                     patch.setdefault("spec", {})[key] = value
 
-        @kopf.on.validate(GROUP, VERSION, "tasks", operations=["CREATE", "UPDATE"], id="rules",
+        @kopf.on.validate(GROUP, VERSION, "tasks", operations=["CREATE", "UPDATE"], id=TASK_RULES,
                           registry=registry)
         async def validate_task(**kwargs: Any) -> None:
             body: kopf.Body = kwargs["body"]
@@ -280,12 +289,15 @@ def build_registry(state: State) -> kopf.OperatorRegistry:
 
 
 async def _synced(state: State) -> None:
-    """Admission answers from the stores: wait (briefly) until they have listed once, or fail closed."""
-    if not state.synced.is_set():
-        try:
-            await asyncio.wait_for(state.synced.wait(), timeout=ADMISSION_SYNC_WAIT_SECONDS)
-        except TimeoutError:
-            raise kopf.AdmissionError("kubetask is starting: try again in a moment", code=503) from None
+    """Admission answers from the stores: wait (briefly) until they have listed once, or fail closed.
+
+    Polled, not awaited: ``state.synced`` belongs to the operator's loop, and a review may run on another."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + ADMISSION_SYNC_WAIT_SECONDS
+    while not state.synced.is_set():
+        if loop.time() >= deadline:
+            raise kopf.AdmissionError("kubetask is starting: try again in a moment", code=503)
+        await asyncio.sleep(SYNC_POLL_SECONDS)
 
 
 # ---------------------------------------------------------------------- tenant objects

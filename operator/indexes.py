@@ -10,11 +10,16 @@
 
 Each ``on_task(old, new)`` takes the previous and the new stored version (``None`` for an
 add or a delete) and updates the counters in O(1) (O(dependencies) for the graphs).
+
+The admission webhook reads :class:`AdmissionIndex` from its own thread while the operator's loop
+updates it (:mod:`kubetask.operator.webhooks`): every method that reads or changes more than one
+entry holds the index's lock.  The graph view only looks single entries up, which is safe as is.
 """
 
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from collections import OrderedDict, defaultdict
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -79,10 +84,15 @@ class AdmissionIndex:
         self._recent: OrderedDict[Key, _Recent] = OrderedDict()
         self._recent_by_owner: dict[str, int] = defaultdict(int)
         self._recent_graphs: dict[str, dict[str, tuple[str, ...]]] = defaultdict(dict)
+        self._lock = threading.Lock()
 
     # ------------------------------------------------------------------ updates
 
     def on_task(self, old: Obj | None, new: Obj | None) -> None:
+        with self._lock:
+            self._on_task(old, new)
+
+    def _on_task(self, old: Obj | None, new: Obj | None) -> None:
         key = task_key(new if new is not None else old or {})
         before, after = self._bucket_of.get(key), _pending_bucket(new)
         if before != after:
@@ -115,6 +125,10 @@ class AdmissionIndex:
 
     def remember_admitted(self, key: Key, owner: str, deps: Sequence[str]) -> None:
         """Count a Task the webhook just admitted until its watch event arrives (or 30 s pass)."""
+        with self._lock:
+            self._remember_admitted(key, owner, deps)
+
+    def _remember_admitted(self, key: Key, owner: str, deps: Sequence[str]) -> None:
         self._expire()
         if key in self._bucket_of or key[1] in self._graphs.get(key[0], {}):
             return
@@ -148,6 +162,12 @@ class AdmissionIndex:
     def pending_count(self, tenant: str, *, namespaces_of: Callable[[str], Sequence[str]],
                       tenant_of_namespace: Callable[[str], str | None], exclude: Key | None = None) -> int:
         """The waiting Tasks that count against ``tenant``, and those admitted moments ago and not yet seen."""
+        with self._lock:
+            return self._pending_count(tenant, namespaces_of=namespaces_of, tenant_of_namespace=tenant_of_namespace,
+                                       exclude=exclude)
+
+    def _pending_count(self, tenant: str, *, namespaces_of: Callable[[str], Sequence[str]],
+                       tenant_of_namespace: Callable[[str], str | None], exclude: Key | None) -> int:
         self._expire()
         total = sum(self._namespace_total.get(ns, 0) for ns in namespaces_of(tenant))
         for namespace, count in self._by_user.get(tenant, {}).items():
@@ -171,7 +191,8 @@ class AdmissionIndex:
         return tenant_of_namespace(namespace) or user or namespace
 
     def graph(self, namespace: str) -> Mapping[str, Sequence[str]]:
-        """The namespace's Tasks → their ``dependsOn`` (a live, read-only view; no copy)."""
+        """The namespace's Tasks → their ``dependsOn`` (a live, read-only view; no copy): look names up in it,
+        do not iterate it from another thread."""
         return _Graph(self._graphs.get(namespace, {}), self._recent_graphs.get(namespace, {}))
 
 

@@ -31,6 +31,11 @@ class Metrics:
         self.plan_seconds = Histogram(
             "kubetask_scheduler_plan_seconds", "Time a scheduler pass spent deciding (the next pass waits as long)",
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0), registry=self.registry)
+        self.admission_review_seconds = Histogram(
+            "kubetask_admission_review_duration_seconds",
+            "How long the operator took to answer an admission review, from its request to its answer, by webhook",
+            ["webhook"], buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+            registry=self.registry)
         self.webhook_deliveries = Counter(
             "kubetask_webhook_delivery_attempts_total", "Completion-webhook delivery attempts by outcome",
             ["outcome"], registry=self.registry)

@@ -25,7 +25,7 @@ from aiohttp import web
 from kubetask.core.admission import admission_probe_task, probe_passed_both_webhooks
 from kubetask.core.times import parse_time
 from kubetask.kube.client import LEASES, TASKS, ApiError, KubeClient, Resource
-from kubetask.operator.handlers import build_registry
+from kubetask.operator.handlers import OFF_LOOP_REVIEWS, build_registry
 from kubetask.operator.metrics import Metrics, serve_metrics
 from kubetask.operator.notify import Notifier
 from kubetask.operator.scheduler import Scheduler
@@ -177,7 +177,7 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def webhook_server(settings: OperatorSettings, port: int) -> WebhookServer:
+def webhook_server(settings: OperatorSettings, port: int, metrics: Metrics | None = None) -> WebhookServer:
     cert_dir = settings.webhook_cert_dir
     tls: dict[str, Any] = {}
     if cert_dir:
@@ -185,16 +185,20 @@ def webhook_server(settings: OperatorSettings, port: int) -> WebhookServer:
         ca = os.path.join(cert_dir, "ca.crt")
         if os.path.exists(ca):
             tls["cafile"] = ca
+    if metrics is not None:
+        tls["observe"] = lambda webhook, seconds: metrics.admission_review_seconds.labels(webhook=webhook).observe(
+            seconds)
     if settings.webhook_service_name:
         namespace = settings.webhook_service_namespace or "default"
         sans = [settings.webhook_service_name, f"{settings.webhook_service_name}.{namespace}",
                 f"{settings.webhook_service_name}.{namespace}.svc",
                 f"{settings.webhook_service_name}.{namespace}.svc.cluster.local"]
         return ServiceWebhookServer(service_name=settings.webhook_service_name, service_namespace=namespace,
-                                    addr="0.0.0.0", port=port, host=sans[2], extra_sans=sans, **tls)
+                                    addr="0.0.0.0", port=port, host=sans[2], extra_sans=sans,
+                                    off_loop=OFF_LOOP_REVIEWS, **tls)
     host = settings.webhook_host or "127.0.0.1"
     return WebhookServer(addr="127.0.0.1" if host in ("127.0.0.1", "localhost") else "0.0.0.0",
-                              host=host, port=port, **tls)
+                         host=host, port=port, off_loop=OFF_LOOP_REVIEWS, **tls)
 
 
 def _webhook_only_memories() -> Any:
@@ -220,7 +224,8 @@ def _webhook_only_memories() -> Any:
     return WebhookOnlyMemories()
 
 
-def kopf_settings(settings: OperatorSettings, webhook_port: int) -> kopf.OperatorSettings:
+def kopf_settings(settings: OperatorSettings, webhook_port: int, metrics: Metrics | None = None
+                  ) -> kopf.OperatorSettings:
     ks = kopf.OperatorSettings()
     ks.posting.level = logging.WARNING
     ks.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix="kubetask.io")
@@ -232,7 +237,7 @@ def kopf_settings(settings: OperatorSettings, webhook_port: int) -> kopf.Operato
     ks.watching.reconnect_backoff = 0.5
     ks.networking.request_timeout = 60
     if settings.webhook_enabled:
-        ks.admission.server = webhook_server(settings, webhook_port)
+        ks.admission.server = webhook_server(settings, webhook_port, metrics)
         if settings.webhook_manage_configuration:
             ks.admission.managed = WEBHOOK_NAME
     return ks
@@ -329,7 +334,7 @@ async def run_operator(
         liveness = f"http://0.0.0.0:{settings.liveness_port}/healthz" if settings.liveness_port else None
         kopf_task = asyncio.create_task(kopf.operator(
             registry=registry,
-            settings=kopf_settings(settings, webhook_port),
+            settings=kopf_settings(settings, webhook_port, metrics),
             standalone=True,
             clusterwide=not settings.namespaces,
             namespaces=list(settings.namespaces),

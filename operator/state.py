@@ -220,9 +220,10 @@ class State:
             (tenant for _, tenant in self.tenants.items()), self.settings.tenant_namespace_prefix,
             release_namespaces=release_namespaces(self.settings),
             allowlist=self.settings.tenant_namespace_allowlist)
-        self.namespaces_of_tenant = defaultdict(list)
+        namespaces_of_tenant: defaultdict[str, list[str]] = defaultdict(list)
         for namespace, name in self.tenant_by_namespace.items():
-            self.namespaces_of_tenant[name].append(namespace)
+            namespaces_of_tenant[name].append(namespace)
+        self.namespaces_of_tenant = namespaces_of_tenant  # replaced whole: the admission thread reads it
         for namespace in set(previous) | set(self.tenant_by_namespace):
             if previous.get(namespace) != self.tenant_by_namespace.get(namespace):
                 for key in self.tasks.keys_by_index("namespace", namespace):  # they count against someone else now
@@ -230,10 +231,12 @@ class State:
         self.changes.decide()  # limits may have moved
 
     def _template_changed(self, _: str, old: Obj | None, new: Obj | None) -> None:
+        specs = dict(self.template_specs)  # replaced whole, never changed in place: the admission thread reads it
         if old is not None:
-            self.template_specs.pop(str(old["metadata"]["name"]), None)
+            specs.pop(str(old["metadata"]["name"]), None)
         if new is not None:
-            self.template_specs[str(new["metadata"]["name"])] = new.get("spec") or {}
+            specs[str(new["metadata"]["name"])] = new.get("spec") or {}
+        self.template_specs = specs
         self.changes.decide()
 
     # ------------------------------------------------------------------ lookups

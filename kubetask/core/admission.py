@@ -191,9 +191,10 @@ def default_spec(
 
 
 def find_cycle(name: str, depends_on: Sequence[str], graph: Mapping[str, Sequence[str]]) -> list[str] | None:
-    """A dependency cycle through ``name`` if adding its ``depends_on`` edges closes one."""
-    edges = dict(graph)
-    edges[name] = list(depends_on)
+    """A dependency cycle through ``name`` if adding its ``depends_on`` edges closes one.
+
+    Only the Tasks reachable from ``depends_on`` are looked up (``name``'s own edges are never needed: the walk
+    stops when it reaches it), so the cost is the size of that subgraph, not of the namespace."""
     stack: list[tuple[str, list[str]]] = [(dep, [name, dep]) for dep in depends_on]
     seen: set[str] = set()
     while stack:
@@ -203,7 +204,7 @@ def find_cycle(name: str, depends_on: Sequence[str], graph: Mapping[str, Sequenc
         if node in seen:
             continue
         seen.add(node)
-        for nxt in edges.get(node, ()):
+        for nxt in graph.get(node, ()):
             stack.append((nxt, [*path, nxt]))
     return None
 

@@ -315,3 +315,31 @@ def test_node_pause_label_holds_new_work(kt: Harness) -> None:
     finally:  # the nodes are the whole session's
         for node in nodes:
             kt.patch(f"/api/v1/nodes/{node}", {"metadata": {"labels": {"kubetask.io/paused": None}}})
+
+
+def _reviews(kt: Harness, webhook: str) -> float:
+    """How many reviews of ``webhook`` the running operator answered (its review-duration histogram's count)."""
+    assert kt.handle is not None
+    count = kt.handle.metrics.registry.get_sample_value("kubetask_admission_review_duration_seconds_count",
+                                                        {"webhook": webhook})
+    return count or 0.0
+
+
+def test_reviews_are_answered_and_timed_by_webhook_on_the_admission_thread(kt: Harness) -> None:
+    threads = {thread.name for thread in threading.enumerate()}
+    assert "kubetask-admission" in threads  # the HTTPS server of the reviews runs on its own thread and loop
+    before = {hook: _reviews(kt, hook) for hook in ("defaults", "rules", "tenant-rules")}
+    kt.create_tenant("op-grace", maxPending=1)  # a Tenant's review goes to the operator's loop, and back
+    ns = "kubetask-op-grace"
+    kt.create_task("first", ns, scheduledAt="2099-01-01T00:00:00Z")
+    body = {"apiVersion": API, "kind": "Task", "metadata": {"name": "second", "namespace": ns},
+            "spec": {"image": "busybox", "scheduledAt": "2099-01-01T00:00:00Z"}}
+    refused = kt.client().post(f"/apis/kubetask.io/v1alpha1/namespaces/{ns}/tasks", json=body)
+    # the pending limit is counted from the admission thread: the watch event of "first" or its memory of it
+    assert refused.status_code == 400 and "Too many pending tasks (max 1)" in refused.json()["message"], refused.text
+    created = kt.get(API, "Task", "first", ns)
+    assert created is not None and created["spec"]["user"] == "op-grace"  # defaulted by the mutating review
+    after = {hook: _reviews(kt, hook) for hook in before}
+    assert after["defaults"] - before["defaults"] >= 2  # both creates were defaulted before the rules ran
+    assert after["rules"] - before["rules"] >= 2
+    assert after["tenant-rules"] - before["tenant-rules"] >= 1
