@@ -12,6 +12,9 @@ admission webhook (in its own process, as deployed), then:
 3. **raw**: creates as many Jobs as the burst had (the same bodies the operator builds) directly,
    with the same client and concurrency: the ceiling, and the ratio admission / raw.
 
+It also prints each Task webhook's review time twice: as the kube-apiserver measured its call, and as the
+operator measured its answer (``kubetask_admission_review_duration_seconds``, from its metrics port).
+
 Usage: ``python bench/operator_throughput.py [--tasks 1000] [--rate 50] [--seconds 20] [--operator-thread]
 [--profile DIR]``
 """

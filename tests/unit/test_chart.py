@@ -316,6 +316,7 @@ def test_grafana_dashboard() -> None:
         "kubetask_tasks{",
         "kubetask_gpus_allocated",
         "kubetask_reconcile_errors_total",
+        "kubetask_admission_review_duration_seconds_bucket",
         "histogram_quantile",
     ):
         assert metric in exprs, metric
