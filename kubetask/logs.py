@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
 from datetime import UTC, datetime
 from typing import Any
@@ -27,6 +28,28 @@ class JsonFormatter(logging.Formatter):
         if record.exc_info:
             payload["exception"] = self.formatException(record.exc_info)
         return json.dumps(payload)
+
+
+class AdmissionRefusalsAreInfo(logging.Filter):
+    """Kopf logs every refused admission review as an ERROR ("Webhook 'rules' failed permanently: ..."): a Task
+    over its tenant's pending limit, a bad spec, the start-up probe.  The refusal is the webhook doing its job
+    (the user gets the message from the apiserver), so it is an INFO record, kept only where the logger shows
+    INFO.  A webhook handler that really fails (any other exception) is logged by Kopf in other words, and
+    stays an ERROR."""
+
+    _REFUSAL = re.compile(r"Webhook '[^']+' failed permanently: ")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno == logging.ERROR and self._REFUSAL.match(str(record.msg)):
+            record.levelno, record.levelname = logging.INFO, logging.getLevelName(logging.INFO)
+            return logging.getLogger(record.name).isEnabledFor(logging.INFO)
+        return True
+
+
+def quiet_admission_refusals(logger: logging.Logger) -> None:
+    """Install :class:`AdmissionRefusalsAreInfo` on ``logger`` (once)."""
+    if not any(isinstance(f, AdmissionRefusalsAreInfo) for f in logger.filters):
+        logger.addFilter(AdmissionRefusalsAreInfo())
 
 
 def configure_logging(level: str = "INFO", fmt: str = "text") -> None:

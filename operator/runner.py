@@ -25,6 +25,7 @@ from aiohttp import web
 from kubetask.core.admission import admission_probe_task, probe_passed_both_webhooks
 from kubetask.core.times import parse_time
 from kubetask.kube.client import LEASES, TASKS, ApiError, KubeClient, Resource
+from kubetask.logs import quiet_admission_refusals
 from kubetask.operator.handlers import OFF_LOOP_REVIEWS, build_registry
 from kubetask.operator.metrics import Metrics, serve_metrics
 from kubetask.operator.notify import Notifier
@@ -306,7 +307,9 @@ async def run_operator(
     ``clock`` replaces "now" (tests: month boundaries, scheduledAt).
     """
     stop = stop or asyncio.Event()
-    logging.getLogger("kopf.objects").setLevel(logging.WARNING)  # one line per handled event is too much
+    kopf_objects = logging.getLogger("kopf.objects")
+    kopf_objects.setLevel(logging.WARNING)  # one line per handled event is too much
+    quiet_admission_refusals(kopf_objects)
     client = await KubeClient.connect(kube.kubeconfig, kube.context)
     metrics = metrics or Metrics()
     state = State(settings, gpu, kube, client, clock=clock, metrics=metrics)

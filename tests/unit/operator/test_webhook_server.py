@@ -14,7 +14,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from kubetask.operator.webhooks import ReviewRouter, UnknownResourceError, WebhookServer
+from kubetask.operator.webhooks import ReviewRouter, ServiceWebhookServer, UnknownResourceError, WebhookServer
 
 
 def _free_port() -> int:
@@ -130,3 +130,16 @@ async def test_a_review_kopf_cannot_place_off_loop_is_asked_again_on_the_operato
     assert answered["response"]["thread"] == recorder.main
     assert [call[0] for call in recorder.calls] == ["rules", "rules"]
     assert recorder.calls[0][1] != recorder.main
+
+
+async def test_the_in_cluster_server_advertises_its_service_and_stops_cleanly() -> None:
+    server = ServiceWebhookServer(service_name="kubetask-webhook", service_namespace="kubetask-system",
+                                  addr="127.0.0.1", host="kubetask-webhook.kubetask-system.svc", port=_free_port(),
+                                  off_loop={"rules"})
+    async with server:
+        config = await asyncio.wait_for(server(Recorder()).__anext__(), 30)
+        assert "url" not in config
+        assert config["service"] == {"name": "kubetask-webhook", "namespace": "kubetask-system", "port": 443,
+                                     "path": ""}
+        assert base64.b64decode(config["caBundle"]).startswith(b"-----BEGIN CERTIFICATE-----")
+    assert not any(t.name == "kubetask-admission" and t.is_alive() for t in threading.enumerate())
