@@ -73,6 +73,7 @@ ADMISSION_SYNC_WAIT_SECONDS = 10.0
 webhook deadline is shorter than a Tenant handler's patience."""
 TASK_DEFAULTS, TASK_RULES, TEMPLATE_RULES, TENANT_RULES = "defaults", "rules", "template-rules", "tenant-rules"
 """The admission handlers' ids: the last part of each review's URL path."""
+ADMISSION_REVIEWS = frozenset({TASK_DEFAULTS, TASK_RULES, TEMPLATE_RULES, TENANT_RULES})
 OFF_LOOP_REVIEWS = frozenset({TASK_DEFAULTS, TASK_RULES, TEMPLATE_RULES})
 """Reviews answered on the admission server's own loop (:mod:`kubetask.operator.webhooks`): they read the state
 only through lookups that are safe from another thread (the admission index takes its lock; the tenant, template

@@ -26,7 +26,7 @@ from kubetask.core.admission import admission_probe_task, probe_passed_both_webh
 from kubetask.core.times import parse_time
 from kubetask.kube.client import LEASES, TASKS, ApiError, KubeClient, Resource
 from kubetask.logs import quiet_admission_refusals
-from kubetask.operator.handlers import OFF_LOOP_REVIEWS, build_registry
+from kubetask.operator.handlers import ADMISSION_REVIEWS, OFF_LOOP_REVIEWS, build_registry
 from kubetask.operator.metrics import Metrics, serve_metrics
 from kubetask.operator.notify import Notifier
 from kubetask.operator.scheduler import Scheduler
@@ -186,20 +186,24 @@ def webhook_server(settings: OperatorSettings, port: int, metrics: Metrics | Non
         ca = os.path.join(cert_dir, "ca.crt")
         if os.path.exists(ca):
             tls["cafile"] = ca
+    options: dict[str, Any] = {**tls, "off_loop": OFF_LOOP_REVIEWS}
     if metrics is not None:
-        tls["observe"] = lambda webhook, seconds: metrics.admission_review_seconds.labels(webhook=webhook).observe(
-            seconds)
+        def observe(webhook: str, seconds: float) -> None:
+            # Anyone who reaches the port picks the path: only the handlers' own ids become label values.
+            label = webhook if webhook in ADMISSION_REVIEWS else "other"
+            metrics.admission_review_seconds.labels(webhook=label).observe(seconds)
+
+        options["observe"] = observe
     if settings.webhook_service_name:
         namespace = settings.webhook_service_namespace or "default"
         sans = [settings.webhook_service_name, f"{settings.webhook_service_name}.{namespace}",
                 f"{settings.webhook_service_name}.{namespace}.svc",
                 f"{settings.webhook_service_name}.{namespace}.svc.cluster.local"]
         return ServiceWebhookServer(service_name=settings.webhook_service_name, service_namespace=namespace,
-                                    addr="0.0.0.0", port=port, host=sans[2], extra_sans=sans,
-                                    off_loop=OFF_LOOP_REVIEWS, **tls)
+                                    addr="0.0.0.0", port=port, host=sans[2], extra_sans=sans, **options)
     host = settings.webhook_host or "127.0.0.1"
     return WebhookServer(addr="127.0.0.1" if host in ("127.0.0.1", "localhost") else "0.0.0.0",
-                         host=host, port=port, off_loop=OFF_LOOP_REVIEWS, **tls)
+                         host=host, port=port, **options)
 
 
 def _webhook_only_memories() -> Any:

@@ -143,3 +143,24 @@ async def test_the_in_cluster_server_advertises_its_service_and_stops_cleanly() 
                                      "path": ""}
         assert base64.b64decode(config["caBundle"]).startswith(b"-----BEGIN CERTIFICATE-----")
     assert not any(t.name == "kubetask-admission" and t.is_alive() for t in threading.enumerate())
+
+
+def test_review_times_are_labelled_only_with_the_handlers_own_ids() -> None:
+    from kubetask.operator.metrics import Metrics
+    from kubetask.operator.runner import webhook_server
+    from kubetask.settings import OperatorSettings
+
+    metrics = Metrics()
+    server = webhook_server(OperatorSettings(metrics_port=0, liveness_port=0, webhook_port=0), _free_port(), metrics)
+    assert server.observe is not None and server.off_loop == {"defaults", "rules", "template-rules"}
+    server.observe("rules", 0.002)
+    server.observe("tenant-rules", 0.004)
+    for path in ("probe-123", "../../etc", "rules/extra"):  # a caller picks any path: no label per path
+        server.observe(path, 0.001)
+
+    def count(webhook: str) -> float | None:
+        return metrics.registry.get_sample_value("kubetask_admission_review_duration_seconds_count",
+                                                 {"webhook": webhook})
+
+    assert (count("rules"), count("tenant-rules"), count("other")) == (1.0, 1.0, 3.0)
+    assert count("probe-123") is None
