@@ -148,14 +148,22 @@ def quota_refusals(cluster: LocalCluster, namespaces: list[str], *, show: int = 
     """Pods the apiserver's ResourceQuota admission refused: the Job controller records ``FailedCreate``, and
     the operator ``JobCreateFailed`` for a bare Pod (``spec.runtime: pod``) or a Job it could not create."""
     refused = 0
+    other: Counter[str] = Counter()
     for namespace in namespaces:
         for event in cluster.list("v1", "Event", namespace):
-            refusal = event.get("reason") in ("FailedCreate", "JobCreateFailed")
-            if refusal and "exceeded quota" in event.get("message", ""):
-                refused += int(event.get("count") or 1)
-                if show > 0:
-                    show -= 1
-                    print(f"  refused by quota: {event['involvedObject'].get('name')}: {event['message']}")
+            if event.get("reason") not in ("FailedCreate", "JobCreateFailed"):
+                continue
+            message = event.get("message", "")
+            if "exceeded quota" not in message:
+                # Any other failed create is not a quota refusal, but the reader should see what it was.
+                other[message.split(":", 2)[-1].strip()[:160]] += int(event.get("count") or 1)
+                continue
+            refused += int(event.get("count") or 1)
+            if show > 0:
+                show -= 1
+                print(f"  refused by quota: {event['involvedObject'].get('name')}: {event['message']}")
+    for message, count in other.most_common(3):
+        print(f"  failed creates, not quota: {count} x {message}")
     return refused
 
 
