@@ -569,11 +569,10 @@ class Scheduler:
         self.queued.pop(key, None)
         heapq.heappush(self.timers, (backoff.retry_at, key))
         assert action.workload is not None
-        job = str(action.workload.body["metadata"]["name"])
-        log.warning("%s/%s: %s", *key, backoff.event_message(job))
+        message = backoff.event_message(f"{action.workload.kind} {action.workload.body['metadata']['name']}")
+        log.warning("%s/%s: %s", *key, message)
         if not backoff.give_up and self.events.qsize() < MAX_QUEUED_EVENTS:  # the give-up has its own Event
-            self.events.put_nowait((action.task, EventSpec("JobCreateFailed", backoff.event_message(job),
-                                                           "Warning")))
+            self.events.put_nowait((action.task, EventSpec("JobCreateFailed", message, "Warning")))
 
     async def _create_workload(self, task: Obj, workload: Workload) -> bool:
         client = self.state.client

@@ -97,6 +97,13 @@ class CycleSettings:
     """The wait after a Job create failed the first time; it doubles with every further failure."""
     create_backoff_max_seconds: float = 30.0
     """The longest wait between two Job creates of one Task (transient errors are retried for ever)."""
+    quota_refusal_retry_seconds: float = 0.2
+    """The wait after the apiserver's quota admission refused a Task's first create (later refusals wait as any
+    failure does).  Short, because the operator admits only what the newest quota report has room for, and the
+    admission checks its own cached copy of the quota: that copy can lag a moment behind the quota controller's
+    recount, and the admission refuses on it without trying the write that would have shown it stale (seen on
+    kube-apiserver 1.36: refused at "used 20" while the stored quota said 16).  A second refusal means the quota
+    is really full (or limits something kubetask does not count), so the usual backoff follows."""
 
     @property
     def gpu_toleration(self) -> dict[str, str]:
@@ -164,25 +171,36 @@ class CreateBackoff:
     give_up: bool = False
     """Refused as invalid once more than ``create_retries`` allow: the next pass fails the Task (JobRejected)."""
 
-    def event_message(self, job: str) -> str:
+    def event_message(self, workload: str) -> str:
+        """``workload``: what was to be created, as ``"<kind> <name>"`` (``Job t-1``, ``Pod t-1``)."""
         if self.give_up:
-            return f"Job {job} refused by the apiserver {self.rejections} times; giving up: {self.message}"
-        return f"Creating Job {job} failed (attempt {self.failures}); retrying at " \
-               f"{self.retry_at.strftime('%H:%M:%S')}: {self.message}"
+            return f"{workload} refused by the apiserver {self.rejections} times; giving up: {self.message}"
+        return f"Creating {workload} failed (attempt {self.failures}); retrying at " \
+               f"{self.retry_at.strftime('%H:%M:%S.%f')[:-3]}: {self.message}"
 
 
 def after_create_failure(previous: CreateBackoff | None, *, status: int | None, message: str, now: datetime,
                          settings: CycleSettings) -> CreateBackoff:
     """What a failed Job create means: retry after a doubling, capped wait, or (refused as invalid once
     more than ``settings.create_retries`` allow) give up.  ``status`` is the apiserver's HTTP status
-    (``None``: no answer).  With the defaults a refused Job is created 4 times, 1 s, 2 s and 4 s apart."""
+    (``None``: no answer).  With the defaults a refused Job is created 4 times, 1 s, 2 s and 4 s apart; a
+    create the quota admission refused is tried again after 0.2 s, then 1 s, 2 s, 4 s and so on."""
     failures = (previous.failures if previous else 0) + 1
     rejected = status in REJECTED_STATUSES
     rejections = (previous.rejections if previous else 0) + (1 if rejected else 0)
     if rejected and rejections > settings.create_retries:
         return CreateBackoff(failures, rejections, now, message, give_up=True)
-    wait = min(settings.create_backoff_max_seconds, settings.create_backoff_seconds * 2 ** (failures - 1))
+    doublings = failures - 1
+    if is_quota_refusal(status, message):
+        doublings -= 1  # one quick retry first, then the usual schedule
+    wait = settings.quota_refusal_retry_seconds if doublings < 0 else \
+        min(settings.create_backoff_max_seconds, settings.create_backoff_seconds * 2 ** doublings)
     return CreateBackoff(failures, rejections, now + timedelta(seconds=wait), message)
+
+
+def is_quota_refusal(status: int | None, message: str) -> bool:
+    """Whether the apiserver's ResourceQuota admission refused the create (403 "exceeded quota")."""
+    return status == 403 and "exceeded quota" in message
 
 
 @dataclass
@@ -730,4 +748,4 @@ def _moved(old: Any, new: datetime | None, tolerance: float) -> bool:
 
 __all__ = ["ACCOUNTED_FIELD", "REJECTED_STATUSES", "CreateBackoff", "CycleSettings", "PassPlan", "Snapshot",
            "TaskAction", "TaskView", "Unreported", "accounted", "after_create_failure", "expected_duration", "in_quota",
-           "needs_accounting", "observe", "owned_by", "plan_pass", "settled", "template_spec"]
+           "is_quota_refusal", "needs_accounting", "observe", "owned_by", "plan_pass", "settled", "template_spec"]

@@ -117,7 +117,9 @@ def test_a_create_refused_for_a_passing_reason_backs_off_and_recovers(harness: H
                     and e.get("involvedObject", {}).get("name") == "blocked"])
     print(f"transient refusal: {attempts} attempts ({refused} ConfigMap creates refused in the namespace) in "
           f"{elapsed:.1f} s; a tight loop makes hundreds")
-    assert 3 <= attempts <= 5  # backoff 1, 2, 4, 8 s: at most 5 attempts in the first 8-odd seconds
+    # A quota refusal: one quick retry after 0.2 s, then 1, 2, 4 s: 5 attempts in the first 8-odd seconds.  The bound
+    # says "no tight loop", with one attempt to spare, not the exact schedule (the unit tests pin that).
+    assert 3 <= attempts <= 6
     assert refused <= attempts + 3
     phase = (harness.task("blocked", namespace).get("status") or {}).get("phase")
     assert phase in (None, "Pending", "Queued"), phase  # never failed for a refusal that can pass

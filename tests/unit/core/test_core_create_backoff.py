@@ -77,6 +77,34 @@ def test_transient_failures_retry_for_ever_with_a_capped_backoff(status: int | N
     assert backoff is not None and backoff.retry_at - NOW == timedelta(seconds=SETTINGS.create_backoff_max_seconds)
 
 
+QUOTA_REFUSAL = ('pods "small-243-1" is forbidden: exceeded quota: kubetask-quota, requested: '
+                 'requests.nvidia.com/gpu=1, used: requests.nvidia.com/gpu=20, limited: requests.nvidia.com/gpu=20')
+
+
+def test_a_quota_refusal_is_retried_once_soon_then_as_any_failure() -> None:
+    # The quota admission refuses on its cached copy of the quota, a moment behind the recount the
+    # operator admitted on: the next try a fifth of a second later usually passes.  Refused again,
+    # the quota is really full, and the usual doubling (1 s, 2 s, ...) keeps it from a tight loop.
+    waits, backoff, now = [], None, NOW
+    for _ in range(12):
+        backoff = after_create_failure(backoff, status=403, message=QUOTA_REFUSAL, now=now, settings=SETTINGS)
+        waits.append((backoff.retry_at - now).total_seconds())
+        now = backoff.retry_at
+    assert waits[:5] == [0.2, 1.0, 2.0, 4.0, 8.0]
+    assert waits[-1] == SETTINGS.create_backoff_max_seconds
+    assert backoff is not None and not backoff.give_up and backoff.rejections == 0
+
+
+@pytest.mark.parametrize(("status", "message"), [
+    (403, 'jobs.batch "t-1" is forbidden: User "system:serviceaccount:kubetask:op" cannot create resource'),
+    (409, "Operation cannot be fulfilled: exceeded quota"),  # the words alone are not the quota admission
+    (500, QUOTA_REFUSAL),
+])
+def test_other_failures_keep_the_one_second_backoff(status: int, message: str) -> None:
+    backoff = after_create_failure(None, status=status, message=message, now=NOW, settings=SETTINGS)
+    assert (backoff.retry_at - NOW).total_seconds() == SETTINGS.create_backoff_seconds == 1.0
+
+
 def test_transient_failures_in_between_do_not_count_as_rejections() -> None:
     backoff = None
     for status in (422, 503, 422, 503, 422):
@@ -128,5 +156,8 @@ def test_event_messages_say_what_happens_next() -> None:
     first = rejections(1)
     last = rejections(4)
     assert first is not None and last is not None
-    assert "attempt 1" in first.event_message("t-1") and "retrying at 12:00:01" in first.event_message("t-1")
-    assert "giving up" in last.event_message("t-1") and INVALID in last.event_message("t-1")
+    assert first.event_message("Job t-1") == f"Creating Job t-1 failed (attempt 1); retrying at 12:00:01.000: {INVALID}"
+    assert last.event_message("Pod t-1").startswith("Pod t-1 refused by the apiserver 4 times; giving up: ")
+    assert INVALID in last.event_message("Pod t-1")
+    quick = after_create_failure(None, status=403, message=QUOTA_REFUSAL, now=NOW, settings=SETTINGS)
+    assert "retrying at 12:00:00.200" in quick.event_message("Pod small-243-1")  # the quick retry is visible as such
