@@ -52,12 +52,19 @@ def rejections(count: int) -> CreateBackoff | None:
     return backoff
 
 
-def test_a_refused_create_is_retried_after_1_2_and_4_seconds_then_given_up() -> None:
-    waits, backoff, now = [], None, NOW
-    for _ in range(4):
-        backoff = after_create_failure(backoff, status=422, message=INVALID, now=now, settings=SETTINGS)
+def failing(count: int, status: int, message: str) -> tuple[list[float], CreateBackoff | None]:
+    """``count`` failed creates in a row, each tried when the last one's backoff said: the waits, the last backoff."""
+    waits: list[float] = []
+    backoff, now = None, NOW
+    for _ in range(count):
+        backoff = after_create_failure(backoff, status=status, message=message, now=now, settings=SETTINGS)
         waits.append((backoff.retry_at - now).total_seconds())
         now = backoff.retry_at
+    return waits, backoff
+
+
+def test_a_refused_create_is_retried_after_1_2_and_4_seconds_then_given_up() -> None:
+    waits, backoff = failing(4, 422, INVALID)
     assert waits[:3] == [1.0, 2.0, 4.0]
     assert backoff is not None and backoff.give_up and backoff.rejections == 4 and backoff.message == INVALID
 
@@ -85,11 +92,7 @@ def test_a_quota_refusal_is_retried_once_soon_then_as_any_failure() -> None:
     # The quota admission refuses on its cached copy of the quota, a moment behind the recount the
     # operator admitted on: the next try a fifth of a second later usually passes.  Refused again,
     # the quota is really full, and the usual doubling (1 s, 2 s, ...) keeps it from a tight loop.
-    waits, backoff, now = [], None, NOW
-    for _ in range(12):
-        backoff = after_create_failure(backoff, status=403, message=QUOTA_REFUSAL, now=now, settings=SETTINGS)
-        waits.append((backoff.retry_at - now).total_seconds())
-        now = backoff.retry_at
+    waits, backoff = failing(12, 403, QUOTA_REFUSAL)
     assert waits[:5] == [0.2, 1.0, 2.0, 4.0, 8.0]
     assert waits[-1] == SETTINGS.create_backoff_max_seconds
     assert backoff is not None and not backoff.give_up and backoff.rejections == 0
