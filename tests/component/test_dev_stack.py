@@ -157,15 +157,27 @@ def test_kubectl_applies_the_crds_server_side(dev_stack: DevStack) -> None:
         assert established.returncode == 0, established.stderr
 
 
+def _table(text: str) -> tuple[list[str], list[dict[str, str]]]:
+    """kubectl's table: the header, and each row's cells cut at the header's column starts (a cell may be blank)."""
+    lines = text.splitlines()
+    header = lines[0].split()
+    starts = [lines[0].index(f" {name}") + 1 if i else 0 for i, name in enumerate(header)]
+    ends = [*starts[1:], None]
+    return header, [{name: line[start:end].strip() for name, start, end in zip(header, starts, ends, strict=True)}
+                    for line in lines[1:]]
+
+
 def test_kubectl_applies_an_example_and_lists_it_with_printer_columns(dev_stack: DevStack) -> None:
     applied = dev_stack.kubectl("-n", "kubetask-alice", "apply", "-f", str(REPO / "tests/examples/gpu-task.yaml"))
     assert applied.returncode == 0, applied.stderr
     listed = dev_stack.kubectl("-n", "kubetask-alice", "get", "tasks")
     assert listed.returncode == 0, listed.stderr
-    header = listed.stdout.splitlines()[0].split()
+    header, rows = _table(listed.stdout)
     assert header == ["NAME", "STATUS", "PRIORITY", "USER", "GPUS", "NODE", "AGE"]
-    row = next(line.split() for line in listed.stdout.splitlines()[1:] if line.startswith("nvidia-smi"))
-    assert row[3] == "alice"  # spec.user set by admission from the namespace's tenant
+    row = next(row for row in rows if row["NAME"] == "nvidia-smi")
+    # STATUS is blank until the operator first writes the Task's status, which may come after this listing.
+    assert row["USER"] == "alice"  # spec.user set by admission from the namespace's tenant
+    assert (row["PRIORITY"], row["GPUS"]) == ("7", "1")
 
     assert _wait_finished(dev_stack, "nvidia-smi") == "Succeeded"
     task: dict[str, Any] = json.loads(dev_stack.kubectl("-n", "kubetask-alice", "get", "task", "nvidia-smi",
