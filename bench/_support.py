@@ -110,9 +110,12 @@ def wait_idle(pid: int, *, window: float = 2.0, threshold: float = 0.05, timeout
 # ---------------------------------------------------------------------- the control plane
 
 
-def start_cluster(workdir: Path, nodes: list[NodeShape], *, templates: bool = False) -> LocalCluster:
-    """The real control plane with these kwok nodes, the CRDs (and optionally the built-in templates)."""
-    cluster = LocalCluster(workdir, nodes, progress=lambda message: print(message, flush=True)).start(timeout=300)
+def start_cluster(workdir: Path, nodes: list[NodeShape], *, templates: bool = False,
+                  profiling: bool = False) -> LocalCluster:
+    """The real control plane with these kwok nodes, the CRDs (and optionally the built-in templates);
+    ``profiling`` serves the kube-apiserver's ``/debug/pprof`` (:func:`apiserver_profiled`)."""
+    cluster = LocalCluster(workdir, nodes, progress=lambda message: print(message, flush=True),
+                           profiling=profiling).start(timeout=300)
     for path in sorted(glob.glob(str(ROOT / "crds" / "*.yaml"))):
         cluster.apply_file(path)
     if templates:
@@ -168,7 +171,8 @@ def quota_refusals(cluster: LocalCluster, namespaces: list[str], *, show: int = 
 
 
 def apiserver_requests(cluster: LocalCluster) -> Counter[str]:
-    """Requests the kube-apiserver served so far, by ``verb resource[/subresource]`` (from its /metrics)."""
+    """Requests the kube-apiserver served so far, by ``verb resource[/subresource]``, with `` (code)`` for
+    those that did not succeed (from its /metrics)."""
     counts: Counter[str] = Counter()
     text = cluster.admin().get("/metrics").text
     for line in text.splitlines():
@@ -179,7 +183,10 @@ def apiserver_requests(cluster: LocalCluster) -> Counter[str]:
         if labels.get("verb") in ("WATCH", "LIST", "GET") and labels.get("resource") != "pods":
             continue
         what = labels.get("resource", "?") + (f"/{labels['subresource']}" if labels.get("subresource") else "")
-        counts[f"{labels.get('verb')} {what}"] += int(float(line.rsplit(" ", 1)[1]))
+        code = labels.get("code", "")
+        # Refused writes are worth telling apart: a 409 is a create or update that raced, a 403 a refusal.
+        refused = f" ({code})" if code and not code.startswith("2") else ""
+        counts[f"{labels.get('verb')} {what}{refused}"] += int(float(line.rsplit(" ", 1)[1]))
     return counts
 
 
@@ -460,6 +467,37 @@ def profiled(pid: int, out: Path | None, *, rate: int = 200) -> Iterator[None]:
             proc.kill()
         if out.exists():
             out.with_suffix(".top.txt").write_text(summarize(out))
+
+
+@contextlib.contextmanager
+def apiserver_profiled(cluster: LocalCluster, out: Path | None, *, seconds: int) -> Iterator[None]:
+    """The kube-apiserver's own CPU profile (Go pprof) over the first ``seconds`` of the block, written to
+    ``out`` with a ``go tool pprof -top`` summary beside it (``None``: no profile)."""
+    if out is None:
+        yield
+        return
+    import threading
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+
+    def fetch() -> None:
+        answer = cluster.admin().get("/debug/pprof/profile", params={"seconds": seconds}, timeout=seconds + 60)
+        answer.raise_for_status()
+        out.write_bytes(answer.content)
+
+    worker = threading.Thread(target=fetch, daemon=True)
+    worker.start()
+    try:
+        yield
+    finally:
+        worker.join(seconds + 90)
+        go = shutil.which("go")
+        if out.exists() and go:
+            top = subprocess.run([go, "tool", "pprof", "-top", "-nodecount=60", str(out)],
+                                 capture_output=True, text=True, check=False)
+            cum = subprocess.run([go, "tool", "pprof", "-top", "-cum", "-nodecount=80", str(out)],
+                                 capture_output=True, text=True, check=False)
+            out.with_suffix(".top.txt").write_text(top.stdout + top.stderr + "\n\n" + cum.stdout)
 
 
 def summarize(raw: Path, top: int = 40) -> str:

@@ -38,6 +38,7 @@ from typing import Any
 from _support import (
     Meter,
     OperatorProcess,
+    apiserver_profiled,
     apiserver_requests,
     duplicate_jobs,
     event_reasons,
@@ -257,14 +258,15 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=64, help="concurrent creates of the generator")
     parser.add_argument("--runtime", choices=("job", "pod"), default="job",
                         help="run the tasks as Jobs (default) or as bare Pods")
-    parser.add_argument("--profile", default=None, metavar="DIR", help="py-spy the operator into DIR")
+    parser.add_argument("--profile", default=None, metavar="DIR",
+                        help="py-spy the operator, and take the kube-apiserver's pprof, into DIR")
     args = parser.parse_args()
     tenants = [f"t{i:02d}" for i in range(args.tenants)]
     nodes = [NodeShape("gpu", count=max(1, math.ceil(QUOTA * args.tenants / GPUS_PER_NODE)), gpus=GPUS_PER_NODE,
                        gpu_product="A100", cpu="1000", memory="4000Gi", pods="1000")]
     profile = Path(args.profile).resolve() / "operator-scale.txt" if args.profile else None
     with tempfile.TemporaryDirectory(prefix="kubetask-scale-") as tmp:
-        cluster = start_cluster(Path(tmp) / "cluster", nodes)
+        cluster = start_cluster(Path(tmp) / "cluster", nodes, profiling=profile is not None)
         kubeconfig = cluster.write_kubeconfig(Path(tmp) / "kubeconfig")
         operator = None
         try:
@@ -273,7 +275,8 @@ def main() -> None:
             pids = {"operator": operator.pid, "bench": os.getpid(),
                     **{name: proc.pid for name, proc in cluster.processes.items()}}
             meter = Meter(pids)
-            with profiled(operator.pid, profile):
+            apiserver_profile = profile.with_name("apiserver-scale.pprof") if profile else None
+            with profiled(operator.pid, profile), apiserver_profiled(cluster, apiserver_profile, seconds=60):
                 figures = asyncio.run(run(kubeconfig, tenants, args.concurrency, args.runtime))
             cpu = meter.used()
             operator_rss = rss_mb(operator.pid)
@@ -315,7 +318,7 @@ def main() -> None:
                                          sorted(cpu.items(), key=lambda item: -item[1]))
           + f"   (machine: {2 * wall:.0f} core-seconds)   operator RSS {operator_rss:.0f} MB")
     print("  apiserver writes (and pod reads) by verb and resource: "
-          + ", ".join(f"{what} {n}" for what, n in requests.most_common(14)))
+          + ", ".join(f"{what} {n}" for what, n in requests.most_common(20)))
     print("  events: " + ", ".join(f"{what} {n}" for what, n in events.most_common(12)))
     for line in figures["refused"][:5]:
         print(f"  refused: {line}")

@@ -94,11 +94,13 @@ class LocalCluster:
 
     def __init__(self, workdir: str | Path, nodes: Sequence[NodeShape] = DEV_NODES, *,
                  binaries: Binaries | None = None, apiserver_port: int = 0,
-                 progress: Callable[[str], None] | None = None) -> None:
+                 progress: Callable[[str], None] | None = None, profiling: bool = False) -> None:
         self.workdir = Path(workdir)
         self.nodes = list(nodes)
         self._binaries = binaries
         self._apiserver_port = apiserver_port
+        self.profiling = profiling
+        """Whether the kube-apiserver serves ``/debug/pprof`` (off by default: benchmarks turn it on)."""
         self._say = progress or (lambda message: log.info("%s", message))
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
         self._components: dict[str, Component] = {}
@@ -315,7 +317,7 @@ class LocalCluster:
                 f"--kubelet-client-key={pki / 'apiserver-kubelet-client.key'}",
                 f"--kubelet-certificate-authority={pki / 'ca.crt'}",
                 "--kubelet-preferred-address-types=InternalIP", "--allow-privileged=true",
-                f"--cert-dir={pki}", "--profiling=false", "--event-ttl=1h",
+                f"--cert-dir={pki}", f"--profiling={str(self.profiling).lower()}", "--event-ttl=1h",
             ], "/readyz"),
             Component("kube-controller-manager", [
                 str(binaries.kube_controller_manager), f"--kubeconfig={w / 'kube-controller-manager.kubeconfig'}",
