@@ -577,8 +577,9 @@ def _reconcile(view: TaskView, snapshot: Snapshot, now: datetime, settings: Cycl
     elif backoff is not None and backoff.give_up:
         plan.status = fail(plan.status, reason="JobRejected", message=backoff.message, now=now,
                            generation=meta.get("generation"))
-        plan.events.append(EventSpec("JobRejected", f"Cannot run: the apiserver refuses its Job: {backoff.message}",
-                                     "Warning"))
+        kind = "Pod" if (spec.get("runtime") or "job") == "pod" else "Job"
+        plan.events.append(EventSpec("JobRejected", f"Cannot run: the apiserver refuses its {kind}: "
+                                                    f"{backoff.message}", "Warning"))
         plan.admissible = False
         new_phase = plan.status.get("phase")
         out.backoff_done.append(key)

@@ -131,10 +131,14 @@ def test_a_task_backing_off_is_not_queued_and_comes_back_when_due() -> None:
     assert due.admitted == [(NS, "t")]
 
 
-def test_given_up_the_task_fails_with_the_apiservers_message_and_an_event() -> None:
+@pytest.mark.parametrize(("runtime", "kind"), [(None, "Job"), ("job", "Job"), ("pod", "Pod")])
+def test_given_up_the_task_fails_with_the_apiservers_message_and_an_event(runtime: str | None, kind: str) -> None:
     backoff = rejections(4)
     assert backoff is not None and backoff.give_up
-    plan = one_pass(task(), {(NS, "t"): backoff})
+    obj = task()
+    if runtime is not None:
+        obj["spec"]["runtime"] = runtime
+    plan = one_pass(obj, {(NS, "t"): backoff})
     action = plan.actions[(NS, "t")]
     assert plan.admitted == []
     assert action.plan.status["phase"] == "Failed"
@@ -142,7 +146,7 @@ def test_given_up_the_task_fails_with_the_apiservers_message_and_an_event() -> N
     reasons = {c.get("reason") for c in action.plan.status.get("conditions") or []}
     assert "JobRejected" in reasons
     assert [(e.reason, e.type) for e in action.plan.events] == [("JobRejected", "Warning")]
-    assert INVALID in action.plan.events[0].message
+    assert action.plan.events[0].message == f"Cannot run: the apiserver refuses its {kind}: {INVALID}"
     assert plan.backoff_done == [(NS, "t")]
 
 
