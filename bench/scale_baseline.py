@@ -94,6 +94,24 @@ def plan(tenants: list[str], runtime: str = "job") -> list[Planned]:
     return sorted(out, key=lambda p: p.at)
 
 
+BURST_GAP = 0.05
+"""Jobs the operator creates less than this apart count as one admission burst."""
+
+
+def admission_bursts(job_added: dict[Any, float], pod_running: dict[Any, float]) -> list[tuple[int, list[float]]]:
+    """Each admission burst as ``(its size in Jobs, Job created -> pod Running of those whose pod ran)``: how
+    much a handover's start-up latency grows with the number of tasks admitted together."""
+    order = sorted(job_added.items(), key=lambda item: item[1])
+    out: list[tuple[int, list[float]]] = []
+    group: list[tuple[Any, float]] = []
+    for item in [*order, (None, float("inf"))]:
+        if group and item[1] - group[-1][1] >= BURST_GAP:
+            out.append((len(group), [pod_running[k] - t for k, t in group if k in pod_running]))
+            group = []
+        group.append(item)
+    return out
+
+
 def floor_seconds(planned: list[Planned]) -> float:
     work: Counter[str] = Counter()
     for item in planned:
@@ -236,7 +254,9 @@ async def run(kubeconfig: Path, tenants: list[str], concurrency: int, runtime: s
             ("Job -> pod", tracker.job_added, tracker.pod_added),
             ("pod -> bound", tracker.pod_added, tracker.pod_bound),
             ("bound -> Running", tracker.pod_bound, tracker.pod_running))}
+        bursts = admission_bursts(tracker.job_added, tracker.pod_running)
         return {"startup": startup, "to_job": to_job, "steps": steps, "planned": planned, "wall": last - start,
+                "bursts": bursts,
                 "submitted": submitted, "lag": lag, "refused": refused,
                 "phases": Counter(p for p, _ in tracker.finished.values()), "release": release}
     finally:
@@ -314,6 +334,19 @@ def main() -> None:
     print("  of which: " + "   ".join(
         f"{name} p50 {pct(values, 0.5) * 1000:.0f} ms p99 {pct(values, 0.99) * 1000:.0f} ms"
         for name, values in figures["steps"].items() if values))
+    bursts = figures["bursts"]
+    if bursts:
+        sizes = [size for size, _ in bursts]
+
+        def latencies(low: int, high: float) -> list[float]:
+            return [v for size, values in bursts if low <= size < high for v in values]
+
+        print(f"  admission bursts (Jobs created < {BURST_GAP * 1000:.0f} ms apart): {sum(sizes)} Jobs in "
+              f"{len(bursts)} bursts, size p50 {pct(sizes, 0.5):.0f} p90 {pct(sizes, 0.9):.0f} max {max(sizes)}; "
+              "Job created -> pod Running p50 "
+              + "  ".join(f"{label} {pct(values, 0.5) * 1000:.0f} ms (n={len(values)})" for label, values in (
+                  ("alone", latencies(1, 2)), ("in 2-9", latencies(2, 10)), ("in 10+", latencies(10, float("inf"))))
+                  if values))
     print("  CPU seconds: " + "  ".join(f"{name} {seconds:.1f}" for name, seconds in
                                          sorted(cpu.items(), key=lambda item: -item[1]))
           + f"   (machine: {2 * wall:.0f} core-seconds)   operator RSS {operator_rss:.0f} MB")
