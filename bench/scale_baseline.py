@@ -102,14 +102,10 @@ def admission_bursts(job_added: dict[Any, float], pod_running: dict[Any, float])
     """Each admission burst as ``(its size in Jobs, Job created -> pod Running of those whose pod ran)``: how
     much a handover's start-up latency grows with the number of tasks admitted together."""
     order = sorted(job_added.items(), key=lambda item: item[1])
-    out: list[tuple[int, list[float]]] = []
-    group: list[tuple[Any, float]] = []
-    for item in [*order, (None, float("inf"))]:
-        if group and item[1] - group[-1][1] >= BURST_GAP:
-            out.append((len(group), [pod_running[k] - t for k, t in group if k in pod_running]))
-            group = []
-        group.append(item)
-    return out
+    gaps = [i for i in range(1, len(order)) if order[i][1] - order[i - 1][1] >= BURST_GAP]
+    bounds = list(zip([0, *gaps], [*gaps, len(order)], strict=True)) if order else []
+    return [(end - begin, [pod_running[k] - t for k, t in order[begin:end] if k in pod_running])
+            for begin, end in bounds]
 
 
 def floor_seconds(planned: list[Planned]) -> float:
