@@ -55,6 +55,7 @@ from kubetask.core.cycle import (
     after_create_failure,
     owned_by,
     plan_pass,
+    unreported_due,
 )
 from kubetask.core.jobs import Workload, build_workload, job_name
 from kubetask.core.objects import Key, Obj
@@ -211,21 +212,24 @@ class Scheduler:
         self.heap.maybe_settle(self.state.informers.events)
 
     def _sleep_seconds(self) -> float:
-        """Until the next timer, the next deferred explanation or the next tick, whichever is first."""
+        """Until the next timer, deferred explanation, Tenant status write, end of a finished execution's quota
+        grace (``unreported_due``) or tick, whichever is first."""
         timeout = TICK_SECONDS
         if self.timers:
             timeout = min(timeout, (self.timers[0][0] - self.state.clock()).total_seconds())
-        for due in (self.info_due, self.tenant_status_at):
+        for due in (self.info_due, self.tenant_status_at, unreported_due(self.unreported.values(), self.cycle)):
             if due is not None:
                 timeout = min(timeout, due - time.monotonic())
         return max(0.05, timeout)
 
     def _due(self) -> bool:
-        """Something clock-driven is due: a timer, a deferred explanation, a new month, the tenants' status."""
+        """Something clock-driven is due: a timer, a deferred explanation, a new month, the tenants' status, the end
+        of a finished execution's quota grace."""
         if self.timers and self.timers[0][0] <= self.state.clock():
             return True
         mono = time.monotonic()
-        if any(due is not None and due <= mono for due in (self.info_due, self.tenant_status_at)):
+        if any(due is not None and due <= mono for due in (
+                self.info_due, self.tenant_status_at, unreported_due(self.unreported.values(), self.cycle))):
             return True
         return month_key(self.state.clock()) != self.month
 
@@ -260,6 +264,9 @@ class Scheduler:
             self.month, decide = month, True
         if self.info_due is not None and self.info_due <= mono:
             self.info_due, decide = None, True
+        due = unreported_due(self.unreported.values(), self.cycle)
+        if due is not None and due <= mono:
+            decide = True  # a finished execution's grace is over: its quota may be free now
         nodes_freed = self._refresh_nodes(nodes)
         quotas_freed = self._refresh_quotas(quotas)
         decide = decide or nodes_freed or quotas_freed

@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -104,6 +104,12 @@ class CycleSettings:
     recount, and the admission refuses on it without trying the write that would have shown it stale (seen on
     kube-apiserver 1.36: refused at "used 20" while the stored quota said 16).  A second refusal means the quota
     is really full (or limits something kubetask does not count), so the usual backoff follows."""
+    unreported_grace_seconds: float = 10.0
+    """How long a finished execution that no quota report has counted yet is added to the reports.  The quota
+    controller recounts as soon as it sees a pod end, but writes only a usage that changed: a report written
+    between the quota admission's count and the pod's store (a race of a loaded apiserver) lacks the pod, and
+    is never rewritten once the pod ended, so no report newer than the pod comes.  After the grace the report
+    is believed (at worst one pod is refused and retried); without it, the namespace's queue waited forever."""
 
     @property
     def gpu_toleration(self) -> dict[str, str]:
@@ -149,6 +155,9 @@ class Unreported:
     namespace: str
     demand: Demand
     pod_version: int
+    since: float = 0.0
+    """When (monotonic seconds) it ended unreported: it is added to the reports for
+    :attr:`CycleSettings.unreported_grace_seconds` at most."""
 
 
 REJECTED_STATUSES = (400, 422)
@@ -411,7 +420,7 @@ def plan_pass(snapshot: Snapshot, now: datetime, settings: CycleSettings) -> Pas
     for key, holding in out.running.items():
         _put(running, key, holding)
 
-    unreported = _count_in_quota(running, snapshot, out)
+    unreported = _count_in_quota(running, snapshot, out, settings)
     if queued and (snapshot.decide or _entries_moved(snapshot, out)):
         decision = policy.decide(
             list(queued.values()), list(running.values()), snapshot.nodes, snapshot.quotas, snapshot.tenants,
@@ -498,18 +507,41 @@ def in_quota(pod_version: int | None, quota_version: int | None) -> bool:
     return pod_version is not None and quota_version is not None and quota_version >= pod_version
 
 
-def _count_in_quota(running: dict[Key, policy.RunningTask], snapshot: Snapshot,
-                    out: PassPlan) -> dict[str, list[Demand]]:
+def report_lacks(demand: Demand, reported: Sequence[policy.Quota], gpu_resource: str) -> bool:
+    """Whether a quota report cannot be counting a pod of ``demand``: it reports less of some resource the pod
+    holds than the pod alone (a Job, unlike its pod, is still counted after the pod ended)."""
+    vector = demand.quota_vector(gpu_resource)
+    return any(amount > 0 and key != "count/jobs.batch" and key in quota.used and quota.used[key] < amount
+               for quota in reported for key, amount in vector.items())
+
+
+def _count_in_quota(running: dict[Key, policy.RunningTask], snapshot: Snapshot, out: PassPlan,
+                    settings: CycleSettings) -> dict[str, list[Demand]]:
     """Mark the executions the quota reports count already; return, per namespace, the finished ones
-    they do not count yet (both are added to the reports by the decision)."""
+    they do not count yet (both are added to the reports by the decision).
+
+    A finished execution stops being added once a report as new as its pod came, once the report is too
+    small to hold it (it was written without the pod, and a recount would not change it), or after
+    :attr:`CycleSettings.unreported_grace_seconds`.
+    """
     versions, quota_versions = snapshot.pod_versions, snapshot.quota_versions
     for key, entry in running.items():
         counted = in_quota(versions.get((key[0], key[1], entry.execution)), quota_versions.get(key[0]))
         if counted != entry.in_quota:
             running[key] = out.running[key] = dataclasses.replace(entry, in_quota=counted)
+    reports: dict[str, list[policy.Quota]] = defaultdict(list)
+    for quota in snapshot.quotas:
+        reports[quota.namespace].append(quota)
+    gpu_resource = settings.gpu.resource_name
+
+    def counted_now(namespace: str, demand: Demand, version: int, since: float) -> bool:
+        return (in_quota(version, quota_versions.get(namespace))
+                or report_lacks(demand, reports[namespace], gpu_resource)
+                or snapshot.mono - since >= settings.unreported_grace_seconds)
+
     uncounted: dict[str, list[Demand]] = defaultdict(list)
     for execution, use in snapshot.unreported.items():
-        if in_quota(use.pod_version, quota_versions.get(use.namespace)):
+        if counted_now(use.namespace, use.demand, use.pod_version, use.since):
             out.unreported[execution] = None
         else:
             uncounted[use.namespace].append(use.demand)
@@ -518,10 +550,15 @@ def _count_in_quota(running: dict[Key, policy.RunningTask], snapshot: Snapshot,
             continue  # still holding
         execution = (key[0], key[1], entry.execution)
         version = versions.get(execution)
-        if version is not None and not in_quota(version, quota_versions.get(key[0])):
-            out.unreported[execution] = Unreported(key[0], entry.demand, version)
+        if version is not None and not counted_now(key[0], entry.demand, version, snapshot.mono):
+            out.unreported[execution] = Unreported(key[0], entry.demand, version, since=snapshot.mono)
             uncounted[key[0]].append(entry.demand)
     return uncounted
+
+
+def unreported_due(unreported: Iterable[Unreported], settings: CycleSettings) -> float | None:
+    """When (monotonic seconds) the first of these finished executions is no longer added to the reports."""
+    return min((use.since + settings.unreported_grace_seconds for use in unreported), default=None)
 
 
 def _put(entries: dict[Key, Any], key: Key, entry: Any) -> None:
@@ -749,4 +786,5 @@ def _moved(old: Any, new: datetime | None, tolerance: float) -> bool:
 
 __all__ = ["ACCOUNTED_FIELD", "REJECTED_STATUSES", "CreateBackoff", "CycleSettings", "PassPlan", "Snapshot",
            "TaskAction", "TaskView", "Unreported", "accounted", "after_create_failure", "expected_duration", "in_quota",
-           "is_quota_refusal", "needs_accounting", "observe", "owned_by", "plan_pass", "settled", "template_spec"]
+           "is_quota_refusal", "needs_accounting", "observe", "owned_by", "plan_pass", "report_lacks", "settled",
+           "template_spec", "unreported_due"]

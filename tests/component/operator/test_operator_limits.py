@@ -159,8 +159,10 @@ def test_quota_consistency_in_a_mixed_burst(kt: Harness) -> None:
                                     "memory": rng.choice(["512Mi", "2Gi"])},
                       "annotations": {"kubetask.dev/sim-duration-seconds": str(rng.choice([0.05, 0.2, 0.4]))}})
                     for i in range(40)])
-    wait_until(lambda: all_done(kt, "kubetask-op-t1", 20) and all_done(kt, "kubetask-op-t2", 20), 300,
-               "burst done", interval=0.5)
+    # below pytest's own timeout, so a stuck burst fails naming the phases and the quota's refusals
+    wait_until(lambda: all_done(kt, "kubetask-op-t1", 20) and all_done(kt, "kubetask-op-t2", 20), 240,
+               lambda: f"burst done: {[phases(kt, ns) for ns in namespaces]} "
+                       f"refused: {[kt.quota_rejections(ns) for ns in namespaces]}", interval=0.5)
     wait_until(lambda: all(len(recorder.names) == 20 for recorder in jobs.values()), 30,
                "the recorders to see every Job")
     for ns in namespaces:

@@ -19,6 +19,7 @@ from kubetask.core.cycle import (
     Unreported,
     plan_pass,
     settled,
+    unreported_due,
 )
 from kubetask.core.queue import (
     QueuedTask,
@@ -202,11 +203,33 @@ CASES: dict[str, Case] = {
         running=[holding("t")], queued=[entry("next")], stored=[task("next", status=queued_status())],
         quotas=[Quota(NS, "q", hard={"requests.nvidia.com/gpu": MILLI}, used={})],
         pod_versions={(NS, "t", 1): 30}, quota_versions={NS: 20}, phases={"t": "Succeeded"}, admitted=[],
-        check=lambda plan: plan.unreported[(NS, "t", 1)] == Unreported(NS, holding("t").demand, 30)),
+        check=lambda plan: plan.unreported[(NS, "t", 1)] == Unreported(NS, holding("t").demand, 30, since=100.0)),
     "once the report counts it, the quota is the report's again": Case(
         queued=[entry("next")], stored=[task("next", status=queued_status())],
         quotas=[Quota(NS, "q", hard={"requests.nvidia.com/gpu": MILLI}, used={})],
-        unreported={(NS, "t", 1): Unreported(NS, holding("t").demand, 30)}, quota_versions={NS: 31},
+        unreported={(NS, "t", 1): Unreported(NS, holding("t").demand, 30, since=95.0)}, quota_versions={NS: 31},
+        admitted=["next"], check=lambda plan: plan.unreported == {(NS, "t", 1): None}),
+    "an older report too small to hold the finished pod is not waited for (no newer one may come)": Case(
+        changed=[view(task("t", status=running_status()), workloads={"t-1": job("t-1", "t")},
+                      pods={1: [pod("t", SUCCEEDED_POD, "Succeeded")]})],
+        running=[holding("t")], queued=[entry("next")], stored=[task("next", status=queued_status())],
+        quotas=[Quota(NS, "q", hard={"requests.nvidia.com/gpu": MILLI}, used={"requests.nvidia.com/gpu": 0})],
+        pod_versions={(NS, "t", 1): 30}, quota_versions={NS: 20}, phases={"t": "Succeeded"}, admitted=["next"],
+        check=lambda plan: plan.unreported == {}),
+    "a kept finished pod the report is too small for is dropped": Case(
+        queued=[entry("next")], stored=[task("next", status=queued_status())],
+        quotas=[Quota(NS, "q", hard={"requests.nvidia.com/gpu": MILLI}, used={"requests.nvidia.com/gpu": 0})],
+        unreported={(NS, "t", 1): Unreported(NS, holding("t").demand, 30, since=99.0)}, quota_versions={NS: 20},
+        admitted=["next"], check=lambda plan: plan.unreported == {(NS, "t", 1): None}),
+    "a finished pod an older report may hold is added to it during the grace": Case(
+        queued=[entry("next")], stored=[task("next", status=queued_status())], running=[holding("r")],
+        pod_versions={(NS, "r", 1): 10}, quotas=[GPU_QUOTA_2],
+        unreported={(NS, "t", 1): Unreported(NS, holding("t").demand, 30, since=95.0)}, quota_versions={NS: 20},
+        admitted=[], check=lambda plan: (NS, "t", 1) not in plan.unreported),
+    "after the grace the report is believed": Case(
+        queued=[entry("next")], stored=[task("next", status=queued_status())], running=[holding("r")],
+        pod_versions={(NS, "r", 1): 10}, quotas=[GPU_QUOTA_2],
+        unreported={(NS, "t", 1): Unreported(NS, holding("t").demand, 30, since=90.0)}, quota_versions={NS: 20},
         admitted=["next"], check=lambda plan: plan.unreported == {(NS, "t", 1): None}),
     "maxRunning holds a task back": Case(
         changed=[view(fresh_queued("t"))], running=[holding("r")], tenants={"alice": TenantLimits(max_running=1)},
@@ -369,3 +392,11 @@ def test_with_nothing_freed_and_no_entry_moved_the_last_decision_stands() -> Non
     assert second.unwritten[(NS, "t")]["phase"] == "Queued"  # the fresh task's first status is still held
     asked = run(dataclasses.replace(again, decide=True))
     assert asked.queue_depths == {"default": 2}
+
+
+def test_the_first_finished_executions_grace_end_is_the_schedulers_wake_up() -> None:
+    demand = holding("t").demand
+    grace = SETTINGS.unreported_grace_seconds
+    assert unreported_due([], SETTINGS) is None
+    assert unreported_due([Unreported(NS, demand, 30, since=50.0), Unreported(NS, demand, 31, since=20.0)],
+                          SETTINGS) == 20.0 + grace
