@@ -26,6 +26,11 @@ class Metrics:
         self.gpus_allocated = Gauge("kubetask_gpus_allocated", "GPUs held by admitted tasks", ["tenant"],
                                     registry=self.registry)
         self.admissions = Counter("kubetask_admissions_total", "Executions admitted", registry=self.registry)
+        self.quota_reports_believed = Counter(
+            "kubetask_quota_reports_believed_total",
+            "Finished pods no longer added to a quota report older than them: the report is too small to hold "
+            "them, or their grace passed (the quota controller rewrites only a changed usage)", ["reason"],
+            registry=self.registry)
         self.scheduler_passes = Counter("kubetask_scheduler_passes_total", "Scheduler passes",
                                         registry=self.registry)
         self.plan_seconds = Histogram(

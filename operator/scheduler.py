@@ -380,6 +380,8 @@ class Scheduler:
             _put(self.running, key, running)
         for execution, use in plan.unreported.items():
             _put(self.unreported, execution, use)
+        for why, count in plan.reports_believed.items():
+            state.metrics.quota_reports_believed.labels(reason=why).inc(count)
         for key in plan.forget:
             self.informed.pop(key, None)
             self.unwritten.pop(key, None)

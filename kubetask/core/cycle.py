@@ -288,6 +288,9 @@ class PassPlan:
     running: dict[Key, policy.RunningTask | None] = field(default_factory=dict)
     unreported: dict[tuple[str, str, int], Unreported | None] = field(default_factory=dict)
     """Changes to the finished executions the quota reports do not count yet (``None``: counted now)."""
+    reports_believed: dict[str, int] = field(default_factory=dict)
+    """Finished executions no longer added to an older quota report, by why: ``too_small`` (it cannot hold
+    them) or ``grace`` (:attr:`CycleSettings.unreported_grace_seconds` passed)."""
     informed: dict[Key, tuple[float, float]] = field(default_factory=dict)
     """New write stamps of waiting Tasks (the caller keeps them for the next snapshot)."""
     forget: list[Key] = field(default_factory=list)
@@ -535,9 +538,13 @@ def _count_in_quota(running: dict[Key, policy.RunningTask], snapshot: Snapshot, 
     gpu_resource = settings.gpu.resource_name
 
     def counted_now(namespace: str, demand: Demand, version: int, since: float) -> bool:
-        return (in_quota(version, quota_versions.get(namespace))
-                or report_lacks(demand, reports[namespace], gpu_resource)
-                or snapshot.mono - since >= settings.unreported_grace_seconds)
+        if in_quota(version, quota_versions.get(namespace)):
+            return True
+        why = ("too_small" if report_lacks(demand, reports[namespace], gpu_resource)
+               else "grace" if snapshot.mono - since >= settings.unreported_grace_seconds else None)
+        if why is not None:
+            out.reports_believed[why] = out.reports_believed.get(why, 0) + 1
+        return why is not None
 
     uncounted: dict[str, list[Demand]] = defaultdict(list)
     for execution, use in snapshot.unreported.items():

@@ -215,22 +215,24 @@ CASES: dict[str, Case] = {
         running=[holding("t")], queued=[entry("next")], stored=[task("next", status=queued_status())],
         quotas=[Quota(NS, "q", hard={"requests.nvidia.com/gpu": MILLI}, used={"requests.nvidia.com/gpu": 0})],
         pod_versions={(NS, "t", 1): 30}, quota_versions={NS: 20}, phases={"t": "Succeeded"}, admitted=["next"],
-        check=lambda plan: plan.unreported == {}),
+        check=lambda plan: plan.unreported == {} and plan.reports_believed == {"too_small": 1}),
     "a kept finished pod the report is too small for is dropped": Case(
         queued=[entry("next")], stored=[task("next", status=queued_status())],
         quotas=[Quota(NS, "q", hard={"requests.nvidia.com/gpu": MILLI}, used={"requests.nvidia.com/gpu": 0})],
         unreported={(NS, "t", 1): Unreported(NS, holding("t").demand, 30, since=99.0)}, quota_versions={NS: 20},
-        admitted=["next"], check=lambda plan: plan.unreported == {(NS, "t", 1): None}),
+        admitted=["next"],
+        check=lambda plan: plan.unreported == {(NS, "t", 1): None} and plan.reports_believed == {"too_small": 1}),
     "a finished pod an older report may hold is added to it during the grace": Case(
         queued=[entry("next")], stored=[task("next", status=queued_status())], running=[holding("r")],
         pod_versions={(NS, "r", 1): 10}, quotas=[GPU_QUOTA_2],
         unreported={(NS, "t", 1): Unreported(NS, holding("t").demand, 30, since=95.0)}, quota_versions={NS: 20},
-        admitted=[], check=lambda plan: (NS, "t", 1) not in plan.unreported),
+        admitted=[], check=lambda plan: (NS, "t", 1) not in plan.unreported and plan.reports_believed == {}),
     "after the grace the report is believed": Case(
         queued=[entry("next")], stored=[task("next", status=queued_status())], running=[holding("r")],
         pod_versions={(NS, "r", 1): 10}, quotas=[GPU_QUOTA_2],
         unreported={(NS, "t", 1): Unreported(NS, holding("t").demand, 30, since=90.0)}, quota_versions={NS: 20},
-        admitted=["next"], check=lambda plan: plan.unreported == {(NS, "t", 1): None}),
+        admitted=["next"],
+        check=lambda plan: plan.unreported == {(NS, "t", 1): None} and plan.reports_believed == {"grace": 1}),
     "maxRunning holds a task back": Case(
         changed=[view(fresh_queued("t"))], running=[holding("r")], tenants={"alice": TenantLimits(max_running=1)},
         phases={"t": "Queued"},
