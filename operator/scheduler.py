@@ -65,7 +65,7 @@ from kubetask.core.templates import find_template
 from kubetask.core.tenants import add_usage, gpu_seconds_in_month, month_key, usage_status
 from kubetask.core.times import parse_time
 from kubetask.core.tokens import task_token
-from kubetask.kube.client import CONFIGMAPS, JOBS, PODS, TASKS, TENANTS, ApiError
+from kubetask.kube.client import CONFIGMAPS, JOBS, PODS, RESOURCE_QUOTAS, TASKS, TENANTS, ApiError
 from kubetask.kube.memory import CollectorPause, HeapSettler
 from kubetask.operator.indexes import phase_of
 from kubetask.operator.state import State
@@ -76,6 +76,8 @@ CONCURRENCY = 48
 DEBOUNCE_SECONDS = 0.02
 MAX_DEBOUNCE_SECONDS = 0.25
 TICK_SECONDS = 1.0
+QUOTA_READ_INTERVAL_SECONDS = 0.5
+"""The shortest time between two fresh reads of one namespace's quota (see ``PassPlan.quota_doubts``)."""
 COLLECTOR_PAUSE_SECONDS = 120.0
 """The longest the start-up's lists run without the cyclic collector (see ``CollectorPause``)."""
 RETRY_SECONDS = 1.0
@@ -161,6 +163,11 @@ class Scheduler:
         self.first_pass = True
         self.heap = HeapSettler()
         self.create_backoff: dict[Key, CreateBackoff] = {}
+        self.quota_reads: dict[str, tuple[int, dict[str, int]]] = {}
+        """Per namespace, the last fresh read of its quotas: the revision it was read at, and each quota's
+        resourceVersion then.  A stored quota at least that new counts every pod stored before the revision."""
+        self.quota_read_at: dict[str, float] = {}
+        """When (monotonic) each namespace's quotas were last read fresh, or are being read."""
         """Tasks whose Job create failed lately: held back, then retried or failed (see ``after_create_failure``)."""
 
     # ------------------------------------------------------------------ loop
@@ -351,9 +358,35 @@ class Scheduler:
             with contextlib.suppress(TypeError, ValueError):
                 self.quota_rvs[key] = int((quota.get("metadata") or {}).get("resourceVersion") or "")
         self.quota_versions = {}
-        for (namespace, _), version in self.quota_rvs.items():
+        for (namespace, name), version in self.quota_rvs.items():
+            read = self.quota_reads.get(namespace)
+            if read is not None and version >= read[1].get(name, version + 1):
+                version = max(version, read[0])  # the store holds what was read, or newer
             self.quota_versions[namespace] = min(version, self.quota_versions.get(namespace, version))
         return freed
+
+    def _read_quotas(self, namespaces: set[str], mono: float) -> None:
+        """Read the doubted namespaces' quotas fresh (in the background, one read per namespace at a time)."""
+        for namespace in namespaces:
+            if mono - self.quota_read_at.get(namespace, -QUOTA_READ_INTERVAL_SECONDS) < QUOTA_READ_INTERVAL_SECONDS:
+                continue
+            self.quota_read_at[namespace] = mono
+            task = asyncio.create_task(self._read_quota(namespace), name=f"kubetask-quota-read-{namespace}")
+            self.background.add(task)
+            task.add_done_callback(self.background.discard)
+
+    async def _read_quota(self, namespace: str) -> None:
+        try:
+            listed = await self.state.client.list(RESOURCE_QUOTAS, namespace)
+            revision = int((listed.get("metadata") or {}).get("resourceVersion") or "")
+            versions = {str(item["metadata"]["name"]): int(item["metadata"]["resourceVersion"])
+                        for item in listed.get("items") or []}
+        except (TimeoutError, ApiError, aiohttp.ClientError, KeyError, TypeError, ValueError) as error:
+            # Not retried here: the next pass that still doubts the quota reads it again.
+            log.warning("fresh read of the quotas of %s failed: %s", namespace, error)
+            return
+        self.quota_reads[namespace] = (revision, versions)
+        self.state.changes.decide()
 
     def _tenant_limits(self, now: datetime) -> dict[str, policy.TenantLimits]:
         out = {}
@@ -382,6 +415,8 @@ class Scheduler:
             _put(self.unreported, execution, use)
         for why, count in plan.reports_believed.items():
             state.metrics.quota_reports_believed.labels(reason=why).inc(count)
+        if plan.quota_doubts:
+            self._read_quotas(plan.quota_doubts, mono)
         for key in plan.forget:
             self.informed.pop(key, None)
             self.unwritten.pop(key, None)

@@ -288,6 +288,11 @@ class PassPlan:
     running: dict[Key, policy.RunningTask | None] = field(default_factory=dict)
     unreported: dict[tuple[str, str, int], Unreported | None] = field(default_factory=dict)
     """Changes to the finished executions the quota reports do not count yet (``None``: counted now)."""
+    quota_doubts: set[str] = field(default_factory=set)
+    """Namespaces where a task waits on the quota while demand is added on top of a report older than its pods.
+    The quota admission counts a pod before the pod is stored, and nothing rewrites the quota while the pod
+    runs, so such a report usually counts the pod already: a fresh read of the quota settles it (the caller's
+    ``Snapshot.quota_versions`` is then at least the read's revision)."""
     reports_believed: dict[str, int] = field(default_factory=dict)
     """Finished executions no longer added to an older quota report, by why: ``too_small`` (it cannot hold
     them) or ``grace`` (:attr:`CycleSettings.unreported_grace_seconds` passed)."""
@@ -435,6 +440,11 @@ def plan_pass(snapshot: Snapshot, now: datetime, settings: CycleSettings) -> Pas
         for key, why in decision.waiting.items():
             _explain(key, why, snapshot, now, settings, out, statuses, snapshot.info_budget - out.info_spent)
             _hold_first_write(key, out)
+        held = {key[0] for key, why in decision.waiting.items() if why.reason == "Quota"}
+        if held:
+            added = {ns for ns, demands in unreported.items() if demands}
+            added.update(entry.namespace for entry in running.values() if not entry.in_quota)
+            out.quota_doubts = held & added
         depths: dict[str, int] = defaultdict(int)
         for key in decision.waiting:
             depths[queued[key].queue] += 1

@@ -188,10 +188,15 @@ CASES: dict[str, Case] = {
     "a running pod the quota report counts is not counted twice": Case(
         changed=[view(task("t"))], running=[holding("r")], quotas=[GPU_QUOTA_2], pod_versions={(NS, "r", 1): 10},
         quota_versions={NS: 20}, admitted=["t"],
-        check=lambda plan: plan.running[(NS, "r")].in_quota),
-    "a pod newer than the quota report is added to it": Case(
+        check=lambda plan: plan.running[(NS, "r")].in_quota and plan.quota_doubts == set()),
+    "a pod newer than the quota report is added to it, and the quota is read fresh to settle it": Case(
         changed=[view(task("t"))], running=[holding("r")], quotas=[GPU_QUOTA_2], pod_versions={(NS, "r", 1): 30},
-        quota_versions={NS: 20}, admitted=[], phases={"t": "Queued"}),
+        quota_versions={NS: 20}, admitted=[], phases={"t": "Queued"},
+        check=lambda plan: plan.quota_doubts == {NS}),
+    "a task held by a full quota that adds nothing to the report doubts nothing": Case(
+        changed=[view(task("t"))], running=[holding("r")], pod_versions={(NS, "r", 1): 10}, quota_versions={NS: 20},
+        quotas=[Quota(NS, "q", hard={"requests.nvidia.com/gpu": MILLI}, used={"requests.nvidia.com/gpu": MILLI})],
+        admitted=[], phases={"t": "Queued"}, check=lambda plan: plan.quota_doubts == set()),
     "a finished pod's quota is free only once the report drops": Case(
         changed=[view(fresh_queued("t"))], quotas=[Quota(NS, "q", hard={"requests.nvidia.com/gpu": 2 * MILLI},
                                                   used={"requests.nvidia.com/gpu": 2 * MILLI})],
@@ -226,7 +231,8 @@ CASES: dict[str, Case] = {
         queued=[entry("next")], stored=[task("next", status=queued_status())], running=[holding("r")],
         pod_versions={(NS, "r", 1): 10}, quotas=[GPU_QUOTA_2],
         unreported={(NS, "t", 1): Unreported(NS, holding("t").demand, 30, since=95.0)}, quota_versions={NS: 20},
-        admitted=[], check=lambda plan: (NS, "t", 1) not in plan.unreported and plan.reports_believed == {}),
+        admitted=[], check=lambda plan: (NS, "t", 1) not in plan.unreported and plan.reports_believed == {}
+        and plan.quota_doubts == {NS}),
     "after the grace the report is believed": Case(
         queued=[entry("next")], stored=[task("next", status=queued_status())], running=[holding("r")],
         pod_versions={(NS, "r", 1): 10}, quotas=[GPU_QUOTA_2],
