@@ -346,8 +346,8 @@ def main() -> None:
     print("  CPU seconds: " + "  ".join(f"{name} {seconds:.1f}" for name, seconds in
                                          sorted(cpu.items(), key=lambda item: -item[1]))
           + f"   (machine: {2 * wall:.0f} core-seconds)   operator RSS {operator_rss:.0f} MB")
-    print("  apiserver writes (and pod reads) by verb and resource: "
-          + ", ".join(f"{what} {n}" for what, n in requests.most_common(20)))
+    print("  apiserver writes (and pod and quota reads) by verb and resource: "
+          + ", ".join(f"{what} {n}" for what, n in requests.most_common(24)))
     print("  events: " + ", ".join(f"{what} {n}" for what, n in events.most_common(12)))
     for line in figures["refused"][:5]:
         print(f"  refused: {line}")
