@@ -515,7 +515,10 @@ def in_quota(pod_version: int | None, quota_version: int | None) -> bool:
     """Whether a quota report (at ``quota_version``) counts a pod first seen at ``pod_version``.
 
     The apiserver's quota admission writes the quota's usage before it stores the pod, so a
-    report at least as new as the pod includes it; a pod not seen yet is not included.
+    report at least as new as the pod includes it; a pod not seen yet is not included.  An older
+    report usually counts it too (nothing rewrites the quota while the pod runs), but the operator
+    cannot tell from the versions it watched: it reads the quota fresh (``PassPlan.quota_doubts``),
+    and ``quota_version`` is then at least that read's revision.
     """
     return pod_version is not None and quota_version is not None and quota_version >= pod_version
 
