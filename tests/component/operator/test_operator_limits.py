@@ -173,19 +173,19 @@ def test_quota_consistency_in_a_mixed_burst(kt: Harness) -> None:
     assert set(phases(kt, "kubetask-op-t1").values()) | set(phases(kt, "kubetask-op-t2").values()) == {"Succeeded"}
 
 
-@pytest.mark.parametrize("gpus", [1, 2])
-def test_a_task_that_fits_beside_a_long_running_one_starts(kt: Harness, gpus: int) -> None:
+@pytest.mark.parametrize(("gpus", "runtime"), [(1, "job"), (2, "job"), (1, "pod")])
+def test_a_task_that_fits_beside_a_long_running_one_starts(kt: Harness, gpus: int, runtime: str) -> None:
     # The quota admission counts a pod in the quota's status before the pod is stored, and nothing rewrites
     # the quota while the pod runs (the quota controller recounts on a pod's end, not its start): so the
     # report older than the pod counts it already, and counting it again would hold half the quota idle.
-    tenant, ns = f"op-tight{gpus}", f"kubetask-op-tight{gpus}"
+    tenant, ns = f"op-tight{gpus}{runtime}", f"kubetask-op-tight{gpus}{runtime}"
     kt.create_tenant(tenant, gpuQuota=2 * gpus)
     long_run = {"kubetask.dev/sim-duration-seconds": "300"}
-    kt.create_task("first", ns, fast=False, annotations=long_run, resources={"gpus": gpus})
+    kt.create_task("first", ns, fast=False, annotations=long_run, resources={"gpus": gpus}, runtime=runtime)
     kt.wait_phase("first", "Running", ns)
     wait_until(lambda: any((p.get("status") or {}).get("phase") == "Running" for p in kt.objects("v1", "Pod", ns)),
                30, "the first pod running")
-    kt.create_task("second", ns, fast=False, annotations=long_run, resources={"gpus": gpus})
+    kt.create_task("second", ns, fast=False, annotations=long_run, resources={"gpus": gpus}, runtime=runtime)
     wait_until(lambda: phases(kt, ns).get("second") == "Running", 20,
                lambda: f"the second task running beside the first: {kt.task('second', ns).get('status')}")
     quota = kt.get("v1", "ResourceQuota", "kubetask-quota", ns) or {}
