@@ -47,6 +47,7 @@ from kubetask.core.cycle import (
     CreateBackoff,
     CycleSettings,
     PassPlan,
+    QuotaRead,
     Snapshot,
     TaskAction,
     TaskView,
@@ -55,6 +56,7 @@ from kubetask.core.cycle import (
     after_create_failure,
     owned_by,
     plan_pass,
+    quota_version,
     unreported_due,
 )
 from kubetask.core.jobs import Workload, build_workload, job_name
@@ -163,12 +165,11 @@ class Scheduler:
         self.first_pass = True
         self.heap = HeapSettler()
         self.create_backoff: dict[Key, CreateBackoff] = {}
-        self.quota_reads: dict[str, tuple[int, dict[str, int]]] = {}
-        """Per namespace, the last fresh read of its quotas: the revision it was read at, and each quota's
-        resourceVersion then.  A stored quota at least that new counts every pod stored before the revision."""
+        """Tasks whose Job create failed lately: held back, then retried or failed (see ``after_create_failure``)."""
+        self.quota_reads: dict[str, QuotaRead] = {}
+        """Per namespace, the last fresh read of its quotas (see ``quota_version``)."""
         self.quota_read_at: dict[str, float] = {}
         """When (monotonic) each namespace's quotas were last read fresh, or are being read."""
-        """Tasks whose Job create failed lately: held back, then retried or failed (see ``after_create_failure``)."""
 
     # ------------------------------------------------------------------ loop
 
@@ -224,10 +225,17 @@ class Scheduler:
         timeout = TICK_SECONDS
         if self.timers:
             timeout = min(timeout, (self.timers[0][0] - self.state.clock()).total_seconds())
-        for due in (self.info_due, self.tenant_status_at, unreported_due(self.unreported.values(), self.cycle)):
+        for due in self._monotonic_dues():
             if due is not None:
                 timeout = min(timeout, due - time.monotonic())
         return max(0.05, timeout)
+
+    def _monotonic_dues(self) -> tuple[float | None, ...]:
+        """The monotonic deadlines: a deferred explanation, the tenants' status, a finished execution's grace."""
+        return self.info_due, self.tenant_status_at, self._grace_due()
+
+    def _grace_due(self) -> float | None:
+        return unreported_due(self.unreported.values(), self.cycle)
 
     def _due(self) -> bool:
         """Something clock-driven is due: a timer, a deferred explanation, a new month, the tenants' status, the end
@@ -235,8 +243,7 @@ class Scheduler:
         if self.timers and self.timers[0][0] <= self.state.clock():
             return True
         mono = time.monotonic()
-        if any(due is not None and due <= mono for due in (
-                self.info_due, self.tenant_status_at, unreported_due(self.unreported.values(), self.cycle))):
+        if any(due is not None and due <= mono for due in self._monotonic_dues()):
             return True
         return month_key(self.state.clock()) != self.month
 
@@ -271,8 +278,8 @@ class Scheduler:
             self.month, decide = month, True
         if self.info_due is not None and self.info_due <= mono:
             self.info_due, decide = None, True
-        due = unreported_due(self.unreported.values(), self.cycle)
-        if due is not None and due <= mono:
+        grace_due = self._grace_due()
+        if grace_due is not None and grace_due <= mono:
             decide = True  # a finished execution's grace is over: its quota may be free now
         nodes_freed = self._refresh_nodes(nodes)
         quotas_freed = self._refresh_quotas(quotas)
@@ -358,10 +365,8 @@ class Scheduler:
             with contextlib.suppress(TypeError, ValueError):
                 self.quota_rvs[key] = int((quota.get("metadata") or {}).get("resourceVersion") or "")
         self.quota_versions = {}
-        for (namespace, name), version in self.quota_rvs.items():
-            read = self.quota_reads.get(namespace)
-            if read is not None and version >= read[1].get(name, version + 1):
-                version = max(version, read[0])  # the store holds what was read, or newer
+        for (namespace, name), stored in self.quota_rvs.items():
+            version = quota_version(stored, name, self.quota_reads.get(namespace))
             self.quota_versions[namespace] = min(version, self.quota_versions.get(namespace, version))
         return freed
 
@@ -385,7 +390,7 @@ class Scheduler:
             # Not retried here: the next pass that still doubts the quota reads it again.
             log.warning("fresh read of the quotas of %s failed: %s", namespace, error)
             return
-        self.quota_reads[namespace] = (revision, versions)
+        self.quota_reads[namespace] = QuotaRead(revision, versions)
         self.state.changes.decide()
 
     def _tenant_limits(self, now: datetime) -> dict[str, policy.TenantLimits]:

@@ -523,6 +523,24 @@ def in_quota(pod_version: int | None, quota_version: int | None) -> bool:
     return pod_version is not None and quota_version is not None and quota_version >= pod_version
 
 
+@dataclass(frozen=True)
+class QuotaRead:
+    """A fresh (consistent) read of one namespace's quotas: the revision it was read at, and each quota's
+    resourceVersion then."""
+
+    revision: int
+    versions: Mapping[str, int]
+
+
+def quota_version(stored: int, name: str, read: QuotaRead | None) -> int:
+    """What a stored quota's report counts pods up to (for :func:`in_quota`): its own resourceVersion, or the
+    revision of a fresh read if the store holds what was read or newer (the report then counts every pod
+    stored before that revision: nothing rewrote the quota since)."""
+    if read is not None and name in read.versions and stored >= read.versions[name]:
+        return max(stored, read.revision)
+    return stored
+
+
 def report_lacks(demand: Demand, reported: Sequence[policy.Quota], gpu_resource: str) -> bool:
     """Whether a quota report cannot be counting a pod of ``demand``: it reports less of some resource the pod
     holds than the pod alone (a Job, unlike its pod, is still counted after the pod ended)."""
@@ -804,7 +822,7 @@ def _moved(old: Any, new: datetime | None, tolerance: float) -> bool:
     return abs((new - before).total_seconds()) >= tolerance
 
 
-__all__ = ["ACCOUNTED_FIELD", "REJECTED_STATUSES", "CreateBackoff", "CycleSettings", "PassPlan", "Snapshot",
-           "TaskAction", "TaskView", "Unreported", "accounted", "after_create_failure", "expected_duration", "in_quota",
-           "is_quota_refusal", "needs_accounting", "observe", "owned_by", "plan_pass", "report_lacks", "settled",
-           "template_spec", "unreported_due"]
+__all__ = ["ACCOUNTED_FIELD", "REJECTED_STATUSES", "CreateBackoff", "CycleSettings", "PassPlan", "QuotaRead",
+           "Snapshot", "TaskAction", "TaskView", "Unreported", "accounted", "after_create_failure", "expected_duration",
+           "in_quota", "is_quota_refusal", "needs_accounting", "observe", "owned_by", "plan_pass", "quota_version",
+           "report_lacks", "settled", "template_spec", "unreported_due"]

@@ -14,10 +14,12 @@ from kubetask.core.cycle import (
     ACCOUNTED_FIELD,
     CycleSettings,
     PassPlan,
+    QuotaRead,
     Snapshot,
     TaskView,
     Unreported,
     plan_pass,
+    quota_version,
     settled,
     unreported_due,
 )
@@ -408,3 +410,16 @@ def test_the_first_finished_executions_grace_end_is_the_schedulers_wake_up() -> 
     assert unreported_due([], SETTINGS) is None
     assert unreported_due([Unreported(NS, demand, 30, since=50.0), Unreported(NS, demand, 31, since=20.0)],
                           SETTINGS) == 20.0 + grace
+
+
+@pytest.mark.parametrize(("stored", "read", "expected"), [
+    (20, None, 20),
+    (20, QuotaRead(revision=50, versions={"q": 20}), 50),  # the store holds what was read: it counts up to 50
+    (30, QuotaRead(revision=50, versions={"q": 20}), 50),  # newer than the read
+    (60, QuotaRead(revision=50, versions={"q": 20}), 60),  # rewritten after the read
+    (20, QuotaRead(revision=50, versions={"q": 25}), 20),  # the watch has not brought what was read yet
+    (20, QuotaRead(revision=50, versions={"other": 20}), 20),
+])
+def test_a_fresh_quota_read_raises_the_version_a_report_counts_pods_up_to(
+        stored: int, read: QuotaRead | None, expected: int) -> None:
+    assert quota_version(stored, "q", read) == expected
