@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 import uvicorn
 
 from kubetask.api.app import create_app
+from kubetask.kube.memory import small_tls_read_buffers
 from kubetask.settings import ApiSettings, KubeSettings
 
 log = logging.getLogger(__name__)
@@ -62,6 +63,7 @@ async def serve_api(
     log_level: str = "warning",
 ) -> None:
     """Serve the API with uvicorn until ``stop`` is set (or the process is told to stop)."""
+    small_tls_read_buffers()  # its watches of the apiserver are TLS connections too
     app = create_app(settings, kube)
     # httptools parses HTTP in C; uvicorn's pure-Python h11 cost ~20 % more API CPU per request (bench/api_latency.py).
     config = uvicorn.Config(app, host=settings.host, port=settings.port, log_level=log_level, http="httptools",

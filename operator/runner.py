@@ -25,6 +25,7 @@ from aiohttp import web
 from kubetask.core.admission import admission_probe_task, probe_passed_both_webhooks
 from kubetask.core.times import parse_time
 from kubetask.kube.client import LEASES, TASKS, ApiError, KubeClient, Resource
+from kubetask.kube.memory import small_tls_read_buffers
 from kubetask.logs import quiet_admission_refusals
 from kubetask.operator.handlers import ADMISSION_REVIEWS, OFF_LOOP_REVIEWS, build_registry
 from kubetask.operator.metrics import Metrics, serve_metrics
@@ -311,6 +312,7 @@ async def run_operator(
     ``clock`` replaces "now" (tests: month boundaries, scheduledAt).
     """
     stop = stop or asyncio.Event()
+    small_tls_read_buffers()
     kopf_objects = logging.getLogger("kopf.objects")
     kopf_objects.setLevel(logging.WARNING)  # one line per handled event is too much
     quiet_admission_refusals(kopf_objects)
