@@ -30,38 +30,78 @@ _intern = sys.intern
 _LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
 
 
-_SHARED: dict[tuple[Any, ...], dict[str, Any]] = {}
-"""Small flat dicts met before (hash-consing): thousands of pods carry the same container requests,
-thousands of Tasks the same resources and pod annotations.  Only dicts of a few scalars are
-shared (a unique dict kept here would cost twice); the table is emptied when it grows past
-:data:`_SHARED_MAX`."""
-_SHARED_MAX = 20_000
-_SHARED_ITEMS = 6
-_SCALARS = (str, int, float, bool, type(None))
+_SHARED: dict[tuple[Any, ...], Any] = {}
+"""Small dicts and lists met before (hash-consing): thousands of pods carry the same containers and
+requests, thousands of Tasks the same resources and pod annotations, and the Jobs and Pods that
+end in one second the same ``Complete`` condition and container state.  A dict that is certain to
+be one object's alone is not offered (``share=False``: a Job's or Pod's labels name its Task and
+execution): kept here it would cost twice, and outlive its object until the table is emptied,
+which it is when it grows past :data:`_SHARED_MAX`."""
+_SHARED_MAX = 30_000
+_SHARED_LEAVES = 24
+"""The most scalars one shared dict or list holds, all the way down: a larger one is rarely met twice."""
+
+_UNSHARED: Any = object()
+"""The key of a value that is not shared (``share=False``, or more than :data:`_SHARED_LEAVES` scalars)."""
+_TRUE, _FALSE = object(), object()
+"""The keys of ``true`` and ``false``: as ``1`` and ``0`` they would be equal keys, and a ``1`` must not
+stand in for a ``true`` (nor ``1.0`` for ``1``: floats are keyed with a tag)."""
 
 
-def compact(value: Any) -> Any:
-    """``value`` rebuilt with interned keys and short strings; small equal flat dicts are shared.
+def _consed(value: Any, share: bool) -> tuple[Any, Any, int]:
+    """``value`` compacted, its key in :data:`_SHARED` (or :data:`_UNSHARED`), and how many scalars it holds.
+
+    A dict's key is ``("{", k1, key1, k2, key2, ...)`` and a list's ``("[", key1, ...)``: one flat tuple
+    per container, whose items are the keys of its children.
+    """
+    kind = type(value)
+    if kind is str:
+        text = _intern(value) if len(value) <= _SHORT else value
+        return text, text, 1
+    if kind is dict or kind is list:
+        leaves = 0
+        if kind is dict:
+            out: Any = {}
+            parts: list[Any] = ["{"]
+            for name, item in value.items():
+                if type(name) is str:
+                    name = _intern(name)
+                out[name], item_key, size = _consed(item, share)
+                parts += (name, item_key)
+                leaves += size
+        else:
+            out = []
+            parts = ["["]
+            for item in value:
+                kept, item_key, size = _consed(item, share)
+                out.append(kept)
+                parts.append(item_key)
+                leaves += size
+        if not share or leaves > _SHARED_LEAVES or _UNSHARED in parts:
+            return out, _UNSHARED, leaves
+        key = tuple(parts)
+        found = _SHARED.get(key)
+        if found is not None:
+            return found, key, leaves
+        if len(_SHARED) >= _SHARED_MAX:
+            _SHARED.clear()
+        _SHARED[key] = out
+        return out, key, leaves
+    if kind is bool:
+        return value, _TRUE if value else _FALSE, 1
+    if kind is float:
+        return value, ("f", value), 1
+    return value, value, 1  # int, None
+
+
+def compact(value: Any, *, share: bool = True) -> Any:
+    """``value`` rebuilt with interned keys and short strings; with ``share``, small equal dicts and lists
+    are one object (see :data:`_SHARED`).
 
     The result must never be mutated (the caches' objects never are): one small dict may stand
     in many objects.
     """
-    if isinstance(value, dict):
-        out = {_intern(k) if type(k) is str else k: compact(v) for k, v in value.items()}
-        if len(out) <= _SHARED_ITEMS and all(isinstance(v, _SCALARS) for v in out.values()):
-            key = tuple(out.items())
-            found = _SHARED.get(key)
-            if found is not None:
-                return found
-            if len(_SHARED) >= _SHARED_MAX:
-                _SHARED.clear()
-            _SHARED[key] = out
-        return out
-    if isinstance(value, list):
-        return [compact(v) for v in value]
-    if type(value) is str and len(value) <= _SHORT:
-        return _intern(value)
-    return value
+    return _consed(value, share)[0]
 
 
 _KUBETASK = "kubetask.io/"
@@ -71,19 +111,24 @@ _TASK_NAME = ("kubetask.io/task-name",)
 
 
 def _meta(meta: Mapping[str, Any], *, labels: bool | str = True, annotations: bool | tuple[str, ...] = True,
-          owners: bool = False, keys: tuple[str, ...] = _META_KEYS) -> Obj:
-    """``labels``: True for all, a prefix for those that start with it; ``annotations``: True or the names to keep."""
+          owners: bool | str = False, keys: tuple[str, ...] = _META_KEYS, share_labels: bool = True) -> Obj:
+    """``labels``: True for all, a prefix for those that start with it; ``annotations``: True or the names to keep;
+    ``owners``: True to keep the owners' uids, a kind to keep only those of owners of that kind;
+    ``share_labels``: False where the labels are the object's alone (a Job's name its Task and execution)."""
     out: Obj = {}
     for key in keys:
         value = meta.get(key)
         if value is not None:
-            out[key] = _intern(value) if type(value) is str and len(value) <= _SHORT else value
+            # A resourceVersion belongs to one object version alone: interning it would only cost an
+            # entry in the interpreter's table of interned strings.
+            shared = type(value) is str and len(value) <= _SHORT and key != "resourceVersion"
+            out[key] = _intern(value) if shared else value
     found_labels = meta.get("labels")
     if labels and found_labels:
         if isinstance(labels, str):
             found_labels = {k: v for k, v in found_labels.items() if k.startswith(labels)}
         if found_labels:
-            out["labels"] = compact(found_labels)
+            out["labels"] = compact(found_labels, share=share_labels)
     found = meta.get("annotations")
     if found and annotations:
         if isinstance(annotations, tuple):
@@ -93,7 +138,10 @@ def _meta(meta: Mapping[str, Any], *, labels: bool | str = True, annotations: bo
         if found:
             out["annotations"] = compact(found)
     if owners and meta.get("ownerReferences"):
-        out["ownerReferences"] = [{"uid": ref.get("uid")} for ref in meta["ownerReferences"]]
+        refs = [{"uid": ref.get("uid")} for ref in meta["ownerReferences"]
+                if owners is True or ref.get("kind") == owners]
+        if refs:
+            out["ownerReferences"] = refs
     return out
 
 
@@ -108,9 +156,10 @@ def _typed(obj: Mapping[str, Any], out: Obj) -> Obj:
 def without_managed_fields(obj: Obj) -> Obj:
     """The whole object except ``metadata.managedFields`` (server-side apply's bookkeeping)."""
     meta = obj.get("metadata") or {}
-    out = {k: v for k, v in obj.items() if k != "metadata"}
-    out["metadata"] = {k: v for k, v in meta.items() if k != "managedFields"}
-    return compact(out)  # type: ignore[no-any-return]
+    out: Obj = {_intern(k): compact(v) for k, v in obj.items() if k != "metadata"}
+    # The metadata dict itself (a name, a uid, a resourceVersion: this object's alone) is not offered for sharing.
+    out["metadata"] = {_intern(k): compact(v) for k, v in meta.items() if k != "managedFields"}
+    return out
 
 
 def lean_task(obj: Obj) -> Obj:
@@ -144,26 +193,28 @@ def lean_job(obj: Obj) -> Obj:
     conditions = [{k: c[k] for k in _CONDITION_KEYS if c.get(k) is not None}
                   for c in status.get("conditions") or [] if c.get("status") == "True"]
     if conditions:
-        lean_status["conditions"] = compact(conditions)
+        lean_status["conditions"] = conditions
     for key in ("startTime", "completionTime"):
         if status.get(key) is not None:
-            lean_status[key] = _intern(str(status[key]))
+            lean_status[key] = str(status[key])
+    # The whole status is one shared value: the Jobs that end in one second end alike.
     return _typed(obj, {"metadata": _meta(meta, labels=_KUBETASK, annotations=_TASK_NAME, owners=True,
-                                          keys=_WORKLOAD_META_KEYS), "status": lean_status})
+                                          keys=_WORKLOAD_META_KEYS, share_labels=False),
+                        "status": compact(lean_status)})
 
 
 def _resources(container: Mapping[str, Any]) -> Obj:
-    out: Obj = {"name": _intern(str(container.get("name") or ""))}
+    out: Obj = {"name": str(container.get("name") or "")}
     resources = container.get("resources")
     if resources:
-        out["resources"] = compact({k: v for k, v in resources.items() if k in ("requests", "limits")})
+        out["resources"] = {k: v for k, v in resources.items() if k in ("requests", "limits")}
     return out
 
 
 def _container_status(status: Mapping[str, Any]) -> Obj:
-    out: Obj = {"name": _intern(str(status.get("name") or ""))}
+    out: Obj = {"name": str(status.get("name") or "")}
     if status.get("state"):
-        out["state"] = {kind: compact({k: v for k, v in (detail or {}).items() if k != "containerID"})
+        out["state"] = {kind: {k: v for k, v in (detail or {}).items() if k != "containerID"}
                         for kind, detail in status["state"].items()}
     return out
 
@@ -171,7 +222,8 @@ def _container_status(status: Mapping[str, Any]) -> Obj:
 def lean_pod(obj: Obj) -> Obj:
     """A Pod as capacity and status derivation read it.
 
-    Kept: kubetask's labels, the task-name annotation, the owners' uids and the timestamps; the
+    Kept: kubetask's labels, the task-name annotation, the uid of a Task that owns it (``runtime: pod``; a
+    Job's pod is never asked whose it is) and the timestamps; the
     node and each container's requests and limits (what the pod holds on its node); the phase,
     reason, message, start time and each container's state (how it ended, its exit code and
     termination message).
@@ -183,16 +235,18 @@ def lean_pod(obj: Obj) -> Obj:
     if spec.get("initContainers"):
         lean_spec["initContainers"] = [_resources(c) for c in spec["initContainers"]]
     if spec.get("nodeName"):
-        lean_spec["nodeName"] = _intern(str(spec["nodeName"]))
+        lean_spec["nodeName"] = str(spec["nodeName"])
     lean_status: Obj = {}
     for key in ("phase", "reason", "message", "startTime"):
         if status.get(key) is not None:
-            value = status[key]
-            lean_status[key] = _intern(value) if type(value) is str and len(value) <= _SHORT else value
+            lean_status[key] = status[key]
     if status.get("containerStatuses"):
         lean_status["containerStatuses"] = [_container_status(s) for s in status["containerStatuses"]]
-    return _typed(obj, {"metadata": _meta(meta, labels=_KUBETASK, annotations=_TASK_NAME, owners=True,
-                                          keys=_WORKLOAD_META_KEYS), "spec": lean_spec, "status": lean_status})
+    # Spec and status are shared values: the pods of one shape on one node, and those that end in one second
+    # alike, hold one copy each.
+    return _typed(obj, {"metadata": _meta(meta, labels=_KUBETASK, annotations=_TASK_NAME, owners="Task",
+                                          keys=_WORKLOAD_META_KEYS, share_labels=False),
+                        "spec": compact(lean_spec), "status": compact(lean_status)})
 
 
 _NODE_ANNOTATIONS = ("kubetask.io/capacity",)
