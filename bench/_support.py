@@ -319,7 +319,7 @@ def _operator_main(conn: Any, kubeconfig: str, webhook: bool, overrides: dict[st
                 snapshot = tracemalloc.take_snapshot()
                 lines = [f"rss {rss_mb(os.getpid()):.0f} MB, traced {tracemalloc.get_traced_memory()[0] / 1e6:.1f} MB"]
                 lines += [str(stat) for stat in snapshot.statistics("lineno")[:40]]
-                Path(dump).write_text("\n".join(lines) + "\n")
+                Path(f"{dump}.{os.getpid()}").write_text("\n".join(lines) + "\n")  # one per operator process
             loop.call_soon_threadsafe(stop.set)
 
         threading.Thread(target=control, daemon=True).start()
