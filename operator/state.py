@@ -20,6 +20,7 @@ Nothing here is a module global, so tests can start and stop several operators i
 from __future__ import annotations
 
 import asyncio
+import sys
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping
@@ -72,7 +73,8 @@ def execution_of(obj: Mapping[str, Any]) -> int | None:
 
 def _task_index(obj: Obj) -> Iterable[str]:
     owner = owner_task(obj)
-    return (f"{owner[0]}/{owner[1]}",) if owner else ()
+    # Interned: a Task's Job and pods, and each of their versions, hold one copy of the key.
+    return (sys.intern(f"{owner[0]}/{owner[1]}"),) if owner else ()
 
 
 def _node_index(obj: Obj) -> Iterable[str]:
