@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import datetime
 import json
 import ssl
 import sys
@@ -170,3 +171,24 @@ def test_a_small_buffer_still_reads_an_answer_many_times_its_size(tmp_path: Path
     finally:
         small_tls_read_buffers(previous)
     assert len(received) == 2_000_000 // 256 * 256
+
+
+def test_the_readers_of_shared_values_leave_them_as_they_were() -> None:
+    """One shared dict stands in many objects: status derivation and the REST views only read it."""
+    from kubetask.core.rest.present import task_public, timeline
+    from kubetask.core.status import observe_execution, reconcile_task, status_patch
+
+    tasks = [lean.lean_task(renamed(OBJECTS["tasks"][1], i)) for i in range(3)]  # Running: a status to move
+    jobs = [lean.lean_job(renamed(OBJECTS["jobs"][-1], i)) for i in range(3)]
+    pods = [lean.lean_pod(renamed(OBJECTS["pods"][-1], i)) for i in range(3)]
+    assert tasks[0]["spec"] is tasks[1]["spec"] and pods[0]["status"] is pods[1]["status"]
+    before = json.dumps([tasks, jobs, pods, list(lean._SHARED.values())], sort_keys=True)
+    now = datetime.datetime(2026, 12, 4, 12, tzinfo=datetime.UTC)
+    for task, job, pod in zip(tasks, jobs, pods, strict=True):
+        observation = observe_execution(job, [pod])
+        assert observation.state == "succeeded"
+        plan = reconcile_task(task, observation=observation, dependencies={}, now=now)
+        assert plan.status["phase"] == "Succeeded"
+        assert status_patch(task.get("status") or {}, plan.status)
+        assert task_public(task)["status"] and timeline(task)["events"]
+    assert json.dumps([tasks, jobs, pods, list(lean._SHARED.values())], sort_keys=True) == before
