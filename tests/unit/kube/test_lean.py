@@ -120,8 +120,10 @@ def test_a_resource_version_is_not_interned_but_a_name_is() -> None:
 
 
 def test_tls_connections_read_through_a_small_buffer() -> None:
-    previous = small_tls_read_buffers()
+    original = sslproto.SSLProtocol.max_size  # an operator or API run earlier in this process set it already
     try:
+        small_tls_read_buffers(256 * 1024)  # asyncio's own size
+        assert small_tls_read_buffers() == 256 * 1024  # the old size comes back
         loop = asyncio.new_event_loop()
         try:
             protocol = sslproto.SSLProtocol(loop, asyncio.Protocol(), ssl.create_default_context(), None,
@@ -131,8 +133,7 @@ def test_tls_connections_read_through_a_small_buffer() -> None:
             loop.close()
         assert small_tls_read_buffers() == TLS_READ_BUFFER_BYTES  # a second call changes nothing
     finally:
-        small_tls_read_buffers(previous)
-    assert sslproto.SSLProtocol.max_size == previous == 256 * 1024  # asyncio's own
+        small_tls_read_buffers(original)
 
 
 async def _fetch_over_tls(size: int, directory: Path) -> bytes:
