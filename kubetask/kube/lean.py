@@ -91,7 +91,9 @@ def _consed(value: Any, share: bool) -> tuple[Any, Any, int]:
         return value, _TRUE if value else _FALSE, 1
     if kind is float:
         return value, ("f", value), 1
-    return value, value, 1  # int, None
+    if kind is int or value is None:
+        return value, value, 1
+    return value, _UNSHARED, 1  # not a JSON type: kept as it is, and not shared
 
 
 def compact(value: Any, *, share: bool = True) -> Any:

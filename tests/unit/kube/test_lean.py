@@ -103,6 +103,12 @@ def test_values_that_compare_equal_but_differ_in_type_are_never_merged(one: dict
     assert json.dumps(kept_other) == json.dumps(other) and json.dumps(kept_one) == json.dumps(one)
 
 
+def test_a_value_of_another_type_is_kept_but_not_shared() -> None:
+    odd = {"when": ("2026", "12"), "set": {1}}  # a set cannot even be part of a key
+    assert lean.compact(odd) == odd and lean.compact(odd) is not lean.compact(odd)
+    assert lean._SHARED == {}
+
+
 def test_a_value_not_offered_is_not_stored() -> None:
     value = lean.compact({"type": "Complete", "status": "True"}, share=False)
     assert value == {"type": "Complete", "status": "True"}
