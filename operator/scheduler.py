@@ -382,15 +382,12 @@ class Scheduler:
 
     async def _read_quota(self, namespace: str) -> None:
         try:
-            listed = await self.state.client.list(RESOURCE_QUOTAS, namespace)
-            revision = int((listed.get("metadata") or {}).get("resourceVersion") or "")
-            versions = {str(item["metadata"]["name"]): int(item["metadata"]["resourceVersion"])
-                        for item in listed.get("items") or []}
+            read = QuotaRead.from_list(await self.state.client.list(RESOURCE_QUOTAS, namespace))
         except (TimeoutError, ApiError, aiohttp.ClientError, KeyError, TypeError, ValueError) as error:
             # Not retried here: the next pass that still doubts the quota reads it again.
             log.warning("fresh read of the quotas of %s failed: %s", namespace, error)
             return
-        self.quota_reads[namespace] = QuotaRead(revision, versions)
+        self.quota_reads[namespace] = read
         self.state.changes.decide()
 
     def _tenant_limits(self, now: datetime) -> dict[str, policy.TenantLimits]:

@@ -531,6 +531,15 @@ class QuotaRead:
     revision: int
     versions: Mapping[str, int]
 
+    @classmethod
+    def from_list(cls, listed: Mapping[str, Any]) -> QuotaRead:
+        """The read a ResourceQuota LIST answered; raises ``KeyError``, ``TypeError`` or ``ValueError`` for an
+        answer without its revision or versions."""
+        revision = int((listed.get("metadata") or {}).get("resourceVersion") or "")
+        versions = {str(item["metadata"]["name"]): int(item["metadata"]["resourceVersion"])
+                    for item in listed.get("items") or []}
+        return cls(revision, versions)
+
 
 def quota_version(stored: int, name: str, read: QuotaRead | None) -> int:
     """What a stored quota's report counts pods up to (for :func:`in_quota`): its own resourceVersion, or the

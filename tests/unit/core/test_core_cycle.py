@@ -423,3 +423,15 @@ def test_the_first_finished_executions_grace_end_is_the_schedulers_wake_up() -> 
 def test_a_fresh_quota_read_raises_the_version_a_report_counts_pods_up_to(
         stored: int, read: QuotaRead | None, expected: int) -> None:
     assert quota_version(stored, "q", read) == expected
+
+
+def test_a_quota_list_gives_its_revision_and_each_quotas_version() -> None:
+    listed = {"metadata": {"resourceVersion": "120"},
+              "items": [{"metadata": {"name": "tenant-quota", "resourceVersion": "97"}},
+                        {"metadata": {"name": "jobs", "resourceVersion": "110"}}]}
+    assert QuotaRead.from_list(listed) == QuotaRead(120, {"tenant-quota": 97, "jobs": 110})
+    assert QuotaRead.from_list({"metadata": {"resourceVersion": "5"}}) == QuotaRead(5, {})
+    with pytest.raises(ValueError):
+        QuotaRead.from_list({"metadata": {}, "items": []})
+    with pytest.raises(KeyError):
+        QuotaRead.from_list({"metadata": {"resourceVersion": "5"}, "items": [{"metadata": {"name": "q"}}]})
