@@ -123,8 +123,7 @@ def _meta(meta: Mapping[str, Any], *, labels: bool | str = True, annotations: bo
         if value is not None:
             # A resourceVersion belongs to one object version alone: interning it would only cost an
             # entry in the interpreter's table of interned strings.
-            shared = type(value) is str and len(value) <= _SHORT and key != "resourceVersion"
-            out[key] = _intern(value) if shared else value
+            out[key] = value if key == "resourceVersion" else compact(value)
     found_labels = meta.get("labels")
     if labels and found_labels:
         if isinstance(labels, str):
