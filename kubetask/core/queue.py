@@ -116,6 +116,10 @@ class TenantLimits:
     monthly_gpu_seconds_left: float | None = None  # None: no monthly limit
 
 
+_NO_LIMITS = TenantLimits()
+_NO_HOLDS: Mapping[str, tuple[QueuedTask, int, int]] = {}
+
+
 @dataclass
 class Waiting:
     reason: str  # machine-readable: MaxRunning, Quota, NoCapacity, Blocked, Unsatisfiable, MonthlyHours
@@ -385,12 +389,15 @@ def decide(
     blocked_pools: list[tuple[str, tuple[str, str], QueuedTask]] = []  # (queue, pool, blocker)
     quota_holds: dict[str, dict[str, tuple[QueuedTask, int, int]]] = defaultdict(dict)  # ns -> key -> blocker
     hold_messages: dict[tuple[str, str], str] = {}
+    vectors: dict[Demand, dict[str, int]] = {}  # a queue of thousands has a handful of distinct demands
+    standing: dict[str, tuple[float, int]] = {}
+    """Each tenant's (dominant share, running tasks): they change only when that tenant has a task admitted."""
     admissions = 0
 
     def admit_or_explain(task: QueuedTask) -> str:
         """Returns "admitted", "tenant" (held by its tenant's limit) or "cluster"."""
         nonlocal admissions
-        limits = tenants.get(task.tenant, TenantLimits())
+        limits = tenants.get(task.tenant) or _NO_LIMITS
         if max_admissions is not None and admissions >= max_admissions:
             decision.waiting[task.key] = Waiting("Throttled", "waiting for the next admission round")
             return "cluster"
@@ -404,8 +411,10 @@ def decide(
             decision.waiting[task.key] = Waiting("MonthlyHours", f"{task.tenant} has used up this month's "
                                                                  f"GPU-hours")
             return "tenant"
-        vector = task.demand.quota_vector(gpu_resource)
-        for key, (blocker, hard, need_first) in quota_holds.get(task.namespace, {}).items():
+        vector = vectors.get(task.demand)
+        if vector is None:
+            vector = vectors[task.demand] = task.demand.quota_vector(gpu_resource)
+        for key, (blocker, hard, need_first) in (quota_holds.get(task.namespace) or _NO_HOLDS).items():
             if vector.get(key):
                 # Everything behind one blocker reads the same: no task that needs ``key`` is admitted in
                 # this namespace once it is held, so the figures cannot move during the pass.
@@ -479,6 +488,7 @@ def decide(
         running_count[task.tenant] += 1
         for key in ("gpus", "cpu", "memory"):
             usage[task.tenant][key] += getattr(task.demand, key)
+        standing.pop(task.tenant, None)
         if left is not None and task.demand.gpus > 0:
             gpu_seconds_left[task.tenant] = left  # charged when it runs; only "used up" blocks
         decision.admit.append(task.key)
@@ -493,7 +503,10 @@ def decide(
 
         def turn(t: str, per_tenant: dict[str, list[QueuedTask]] = per_tenant,
                  cursor: dict[str, int] = cursor) -> tuple[Any, ...]:
-            return dominant_share(usage[t], totals), running_count[t], per_tenant[t][cursor[t]].queued_at, t
+            figures = standing.get(t)
+            if figures is None:
+                figures = standing[t] = (dominant_share(usage[t], totals), running_count[t])
+            return figures[0], figures[1], per_tenant[t][cursor[t]].queued_at, t
 
         # Whose turn it is: a heap, since one turn changes only that tenant's usage and cursor (the
         # others' keys stand), instead of recomputing every tenant's share for every task considered.
