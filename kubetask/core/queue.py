@@ -547,6 +547,7 @@ def _positions_and_estimates(decision: Decision, considered: Sequence[QueuedTask
     for heap in slots.values():
         heapq.heapify(heap)
     positions: dict[str, int] = defaultdict(int)
+    spans: dict[float, timedelta] = {}  # a queue of thousands has a handful of distinct expected durations
     for task in considered:
         waiting = decision.waiting.get(task.key)
         if waiting is None:
@@ -555,9 +556,12 @@ def _positions_and_estimates(decision: Decision, considered: Sequence[QueuedTask
         waiting.position = positions[task.queue]
         if waiting.reason == "Unsatisfiable":
             continue
-        heap = slots.get((_pool(task)[0], "*")) or []
-        if not heap:
+        free_at = slots.get(("gpu" if task.demand.gpus > 0 else "cpu", "*"))
+        if not free_at:
             continue
-        start = max(now, heapq.heappop(heap))
+        start = max(now, free_at[0])
         waiting.estimated_start = start
-        heapq.heappush(heap, start + timedelta(seconds=task.expected_duration))
+        span = spans.get(task.expected_duration)
+        if span is None:
+            span = spans[task.expected_duration] = timedelta(seconds=task.expected_duration)
+        heapq.heapreplace(free_at, start + span)  # the earliest slot, taken until this task's expected end
