@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -208,6 +209,17 @@ def test_estimates_follow_running_ends() -> None:
     decision = decide(tasks, busy, bound([gpu_node("a100", 4, "A100")], busy), [], {}, now=NOW)
     starts = [decision.waiting[("kubetask-alice", f"t{i}")].estimated_start for i in range(3)]
     assert starts == [NOW + timedelta(seconds=10), NOW + timedelta(seconds=20), NOW + timedelta(seconds=30)]
+
+
+def test_estimates_reuse_the_slot_a_short_task_frees_again() -> None:
+    busy = [running("soon", node="a100", ends_in=10), running("late", node="a100", ends_in=100)]
+    tasks = [dataclasses.replace(queued(f"t{i}", at=i, gpu_type="A100"), expected_duration=5) for i in range(3)]
+    nodes = bound([gpu_node("a100", 2, "A100")], busy)
+    decision = decide(tasks, busy, nodes, [], {}, now=NOW)
+    starts = [decision.waiting[("kubetask-alice", f"t{i}")].estimated_start for i in range(3)]
+    # Each short task takes the slot the one before it frees, never the one busy until 100 s.
+    assert starts == [NOW + timedelta(seconds=10), NOW + timedelta(seconds=15), NOW + timedelta(seconds=20)]
+    assert [decision.waiting[("kubetask-alice", f"t{i}")].position for i in range(3)] == [1, 2, 3]
 
 
 def test_monthly_hours_used_up_blocks_gpu_tasks() -> None:
