@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import bisect
 import math
 import os
 import statistics
@@ -52,9 +53,10 @@ from _support import (
 )
 
 from kubetask.cluster import NodeShape
-from kubetask.kube.client import JOBS, PODS, TASKS, TENANTS, ApiError, KubeClient
+from kubetask.kube.client import JOBS, PODS, RESOURCE_QUOTAS, TASKS, TENANTS, ApiError, KubeClient
 
 QUOTA = 20
+GPU = "nvidia.com/gpu"
 GPUS_PER_NODE = 24
 SHAPE = (  # (kind, count, gpus, run seconds, interval seconds, priority)
     ("small", 350, 1, 0.2, 0.1, 2),
@@ -127,6 +129,8 @@ class Tracker:
         self.pod_running: dict[tuple[str, str], float] = {}
         self.pod_bound: dict[tuple[str, str], float] = {}
         self.job_added: dict[tuple[str, str], float] = {}
+        self.quota_used: dict[str, list[tuple[float, int]]] = {}
+        """Per namespace, each GPU usage its ResourceQuota reported, with when it was seen."""
         self.done = asyncio.Event()
 
     async def tasks(self) -> None:
@@ -183,6 +187,66 @@ class Tracker:
                 print(f"job watch: {error}; watching again", flush=True)
 
 
+    async def quotas(self) -> None:
+        version = (await self.client.list(RESOURCE_QUOTAS))["metadata"].get("resourceVersion")
+        while not self.done.is_set():
+            try:
+                async for event in self.client.watch(RESOURCE_QUOTAS, resource_version=version, timeout_seconds=60):
+                    obj = event.get("object") or {}
+                    meta = obj.get("metadata") or {}
+                    version = meta.get("resourceVersion") or version
+                    used = ((obj.get("status") or {}).get("used") or {}).get(f"requests.{GPU}")
+                    if used is not None:
+                        self.quota_used.setdefault(str(meta.get("namespace")), []).append(
+                            (time.monotonic(), int(used)))
+            except (TimeoutError, ApiError, OSError) as error:
+                print(f"quota watch: {error}; watching again", flush=True)
+
+
+def quota_time(planned: list[Planned], tracker: Tracker) -> dict[str, float]:
+    """Where the tenants' GPU-seconds went: ``starting`` (Job created -> pod Running, quota held before any work),
+    ``running`` (pod Running -> ended, as kwok reports it) and the planned ``work`` inside that."""
+    out = {"starting": 0.0, "running": 0.0, "work": 0.0}
+    for item in planned:
+        key = (item.namespace, item.name)
+        job, running, ended = tracker.job_added.get(key), tracker.pod_running.get(key), tracker.pod_ended.get(key)
+        if job is None or running is None or ended is None:
+            continue
+        out["starting"] += item.gpus * max(0.0, running - job)
+        out["running"] += item.gpus * max(0.0, ended - running)
+        out["work"] += item.gpus * item.seconds
+    return out
+
+
+def whole_quota_handovers(planned: list[Planned], tracker: Tracker) -> dict[str, list[float]]:
+    """The steps of each hand-over to a task that needs its tenant's whole quota (the large ones: nothing else
+    runs beside them, so every second of the gap is quota left idle): the last pod before it ended -> its quota
+    reported empty -> its Job created -> its pod Running."""
+    ended: dict[str, list[float]] = {}
+    for (namespace, _), at in tracker.pod_ended.items():
+        ended.setdefault(namespace, []).append(at)
+    for times in ended.values():
+        times.sort()
+    steps: dict[str, list[float]] = {"pod ended -> quota empty": [], "quota empty -> Job": [],
+                                     "Job -> pod Running": [], "pod ended -> next pod Running": []}
+    for item in planned:
+        key = (item.namespace, item.name)
+        job, running = tracker.job_added.get(key), tracker.pod_running.get(key)
+        if item.gpus < QUOTA or job is None or running is None:
+            continue
+        emptied = [at for at, used in tracker.quota_used.get(item.namespace, []) if used == 0 and at <= job]
+        before = ended.get(item.namespace, [])
+        last_end = before[bisect.bisect_right(before, emptied[-1]) - 1] if emptied and before and \
+            before[0] <= emptied[-1] else None
+        if not emptied or last_end is None:
+            continue
+        steps["pod ended -> quota empty"].append(emptied[-1] - last_end)
+        steps["quota empty -> Job"].append(job - emptied[-1])
+        steps["Job -> pod Running"].append(running - job)
+        steps["pod ended -> next pod Running"].append(running - last_end)
+    return steps
+
+
 async def ensure_tenants(client: KubeClient, tenants: list[str]) -> None:
     for tenant in tenants:
         body = {"apiVersion": "kubetask.io/v1alpha1", "kind": "Tenant", "metadata": {"name": tenant},
@@ -211,7 +275,7 @@ async def run(kubeconfig: Path, tenants: list[str], concurrency: int, runtime: s
         planned = plan(tenants, runtime)
         tracker = Tracker(client, len(planned))
         watchers = [asyncio.create_task(tracker.tasks()), asyncio.create_task(tracker.pods()),
-                    asyncio.create_task(tracker.jobs())]
+                    asyncio.create_task(tracker.jobs()), asyncio.create_task(tracker.quotas())]
         await asyncio.sleep(0.5)
         sem = asyncio.Semaphore(concurrency)
         lag: list[float] = []
@@ -252,7 +316,8 @@ async def run(kubeconfig: Path, tenants: list[str], concurrency: int, runtime: s
             ("bound -> Running", tracker.pod_bound, tracker.pod_running))}
         bursts = admission_bursts(tracker.job_added, tracker.pod_running)
         return {"startup": startup, "to_job": to_job, "steps": steps, "planned": planned, "wall": last - start,
-                "bursts": bursts,
+                "bursts": bursts, "handovers": whole_quota_handovers(planned, tracker),
+                "quota_time": quota_time(planned, tracker),
                 "submitted": submitted, "lag": lag, "refused": refused,
                 "phases": Counter(p for p, _ in tracker.finished.values()), "release": release}
     finally:
@@ -319,7 +384,12 @@ def main() -> None:
           f"p50 {statistics.median(figures['lag']) * 1000:.0f} ms, max {max(figures['lag']):.2f} s); "
           f"creates refused: {len(figures['refused'])}")
     print(f"  wall (first submit -> last terminal) {wall:.1f} s   floor {floor:.1f} s   ratio {wall / floor:.2f}")
-    print(f"  GPU utilisation {gpu_work / (wall * QUOTA * args.tenants):.0%} of the tenants' quotas")
+    capacity = wall * QUOTA * args.tenants
+    spent = figures["quota_time"]
+    print(f"  GPU utilisation {gpu_work / capacity:.0%} of the tenants' quotas; of their GPU-seconds "
+          f"{spent['starting'] / capacity:.0%} went to starting pods (Job created -> Running), "
+          f"{spent['running'] / capacity:.0%} to running ones, "
+          f"{max(0.0, 1 - (spent['starting'] + spent['running']) / capacity):.0%} to neither")
     print(f"  final phases: {dict(phases)}   pods refused by quota: {refusals}   duplicate Jobs: {duplicates}")
     print(f"  pod ended -> task Succeeded seen: p50 {pct(release, 0.5) * 1000:.0f} ms  "
           f"p99 {pct(release, 0.99) * 1000:.0f} ms")
@@ -330,6 +400,11 @@ def main() -> None:
     print("  of which: " + "   ".join(
         f"{name} p50 {pct(values, 0.5) * 1000:.0f} ms p99 {pct(values, 0.99) * 1000:.0f} ms"
         for name, values in figures["steps"].items() if values))
+    handovers = figures["handovers"]
+    if any(handovers.values()):
+        print(f"  hand-overs to a whole-quota task (n={len(handovers['quota empty -> Job'])}): " + "   ".join(
+            f"{name} p50 {pct(values, 0.5) * 1000:.0f} ms p99 {pct(values, 0.99) * 1000:.0f} ms"
+            for name, values in handovers.items() if values))
     bursts = figures["bursts"]
     if bursts:
         sizes = [size for size, _ in bursts]
