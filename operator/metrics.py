@@ -31,6 +31,11 @@ class Metrics:
             "Finished pods no longer added to a quota report older than them: the report is too small to hold "
             "them, or their grace passed (the quota controller rewrites only a changed usage)", ["reason"],
             registry=self.registry)
+        self.quota_lag_retries = Counter(
+            "kubetask_quota_lag_retries_total",
+            "Job or pod creates the apiserver's quota admission refused on its lagging copy of the quota, tried "
+            "again at once (a refusal that outlasts the retries is a JobCreateFailed Event)",
+            registry=self.registry)
         self.scheduler_passes = Counter("kubetask_scheduler_passes_total", "Scheduler passes",
                                         registry=self.registry)
         self.plan_seconds = Histogram(

@@ -102,8 +102,10 @@ class CycleSettings:
     failure does).  Short, because the operator admits only what the newest quota report has room for, and the
     admission checks its own cached copy of the quota: that copy can lag a moment behind the quota controller's
     recount, and the admission refuses on it without trying the write that would have shown it stale (seen on
-    kube-apiserver 1.36: refused at "used 20" while the stored quota said 16).  A second refusal means the quota
-    is really full (or limits something kubetask does not count), so the usual backoff follows."""
+    kube-apiserver 1.36: refused at "used 20" while the stored quota said 16).  The operator's create has tried
+    again twice within 150 ms before it reports the failure, so this wait is the third try.  A refusal after it
+    means the quota is really full (or limits something kubetask does not count), so the usual backoff
+    follows."""
     unreported_grace_seconds: float = 10.0
     """How long a finished execution that no quota report has counted yet is added to the reports.  The quota
     controller recounts as soon as it sees a pod end, but writes only a usage that changed: a report written
