@@ -133,74 +133,54 @@ class Tracker:
         """Per namespace, each GPU usage its ResourceQuota reported, with when it was seen."""
         self.done = asyncio.Event()
 
-    async def tasks(self) -> None:
-        version = (await self.client.list(TASKS))["metadata"].get("resourceVersion")
+    async def follow(self, resource: Any, on_object: Any, **selector: Any) -> None:
+        """List, then watch ``resource`` until every task finished, handing each object to ``on_object``."""
+        version = (await self.client.list(resource, **selector))["metadata"].get("resourceVersion")
         while not self.done.is_set():
             try:
-                async for event in self.client.watch(TASKS, resource_version=version, timeout_seconds=60):
+                async for event in self.client.watch(resource, resource_version=version, timeout_seconds=60,
+                                                     **selector):
                     obj = event.get("object") or {}
                     version = (obj.get("metadata") or {}).get("resourceVersion") or version
-                    phase = (obj.get("status") or {}).get("phase")
-                    meta = obj.get("metadata") or {}
-                    key = (str(meta.get("namespace")), str(meta.get("name")))
-                    if phase in TERMINAL and key not in self.finished:
-                        self.finished[key] = (phase, time.monotonic())
-                        if len(self.finished) >= self.expected:
-                            self.done.set()
-                            return
+                    on_object(obj, obj.get("metadata") or {}, time.monotonic())
+                    if self.done.is_set():
+                        return
             except (TimeoutError, ApiError, OSError) as error:
-                print(f"task watch: {error}; watching again", flush=True)
+                print(f"{resource.plural} watch: {error}; watching again", flush=True)
 
-    async def pods(self) -> None:
-        version = (await self.client.list(PODS, label_selector="kubetask.io/task"))["metadata"].get("resourceVersion")
-        while not self.done.is_set():
-            try:
-                async for event in self.client.watch(PODS, resource_version=version, timeout_seconds=60,
-                                                     label_selector="kubetask.io/task"):
-                    obj = event.get("object") or {}
-                    meta = obj.get("metadata") or {}
-                    version = meta.get("resourceVersion") or version
-                    task = (meta.get("annotations") or {}).get("kubetask.io/task-name")
-                    key = (str(meta.get("namespace")), str(task))
-                    phase = (obj.get("status") or {}).get("phase")
-                    self.pod_added.setdefault(key, time.monotonic())
-                    if (obj.get("spec") or {}).get("nodeName"):
-                        self.pod_bound.setdefault(key, time.monotonic())
-                    if phase == "Running":
-                        self.pod_running.setdefault(key, time.monotonic())
-                    if phase in ("Succeeded", "Failed"):
-                        self.pod_ended.setdefault(key, time.monotonic())
-            except (TimeoutError, ApiError, OSError) as error:
-                print(f"pod watch: {error}; watching again", flush=True)
+    def on_task(self, obj: dict[str, Any], meta: dict[str, Any], now: float) -> None:
+        phase = (obj.get("status") or {}).get("phase")
+        key = (str(meta.get("namespace")), str(meta.get("name")))
+        if phase in TERMINAL and key not in self.finished:
+            self.finished[key] = (phase, now)
+            if len(self.finished) >= self.expected:
+                self.done.set()
 
+    def on_pod(self, obj: dict[str, Any], meta: dict[str, Any], now: float) -> None:
+        key = (str(meta.get("namespace")), str((meta.get("annotations") or {}).get("kubetask.io/task-name")))
+        phase = (obj.get("status") or {}).get("phase")
+        self.pod_added.setdefault(key, now)
+        if (obj.get("spec") or {}).get("nodeName"):
+            self.pod_bound.setdefault(key, now)
+        if phase == "Running":
+            self.pod_running.setdefault(key, now)
+        if phase in ("Succeeded", "Failed"):
+            self.pod_ended.setdefault(key, now)
 
-    async def jobs(self) -> None:
-        version = (await self.client.list(JOBS))["metadata"].get("resourceVersion")
-        while not self.done.is_set():
-            try:
-                async for event in self.client.watch(JOBS, resource_version=version, timeout_seconds=60):
-                    meta = (event.get("object") or {}).get("metadata") or {}
-                    version = meta.get("resourceVersion") or version
-                    task = (meta.get("annotations") or {}).get("kubetask.io/task-name")
-                    self.job_added.setdefault((str(meta.get("namespace")), str(task)), time.monotonic())
-            except (TimeoutError, ApiError, OSError) as error:
-                print(f"job watch: {error}; watching again", flush=True)
+    def on_job(self, obj: dict[str, Any], meta: dict[str, Any], now: float) -> None:
+        task = (meta.get("annotations") or {}).get("kubetask.io/task-name")
+        self.job_added.setdefault((str(meta.get("namespace")), str(task)), now)
 
+    def on_quota(self, obj: dict[str, Any], meta: dict[str, Any], now: float) -> None:
+        used = ((obj.get("status") or {}).get("used") or {}).get(f"requests.{GPU}")
+        if used is not None:
+            self.quota_used.setdefault(str(meta.get("namespace")), []).append((now, int(used)))
 
-    async def quotas(self) -> None:
-        version = (await self.client.list(RESOURCE_QUOTAS))["metadata"].get("resourceVersion")
-        while not self.done.is_set():
-            try:
-                async for event in self.client.watch(RESOURCE_QUOTAS, resource_version=version, timeout_seconds=60):
-                    obj = event.get("object") or {}
-                    meta = obj.get("metadata") or {}
-                    version = meta.get("resourceVersion") or version
-                    used = ((obj.get("status") or {}).get("used") or {}).get(f"requests.{GPU}")
-                    if used is not None:
-                        self.quota_used.setdefault(str(meta.get("namespace")), []).append(
-                            (time.monotonic(), int(used)))
-            except (TimeoutError, ApiError, OSError) as error:
-                print(f"quota watch: {error}; watching again", flush=True)
+    def watchers(self) -> list[asyncio.Task[None]]:
+        return [asyncio.create_task(self.follow(TASKS, self.on_task)),
+                asyncio.create_task(self.follow(PODS, self.on_pod, label_selector="kubetask.io/task")),
+                asyncio.create_task(self.follow(JOBS, self.on_job)),
+                asyncio.create_task(self.follow(RESOURCE_QUOTAS, self.on_quota))]
 
 
 def quota_time(planned: list[Planned], tracker: Tracker) -> dict[str, float]:
@@ -274,8 +254,7 @@ async def run(kubeconfig: Path, tenants: list[str], concurrency: int, runtime: s
                 await asyncio.sleep(0.2)
         planned = plan(tenants, runtime)
         tracker = Tracker(client, len(planned))
-        watchers = [asyncio.create_task(tracker.tasks()), asyncio.create_task(tracker.pods()),
-                    asyncio.create_task(tracker.jobs()), asyncio.create_task(tracker.quotas())]
+        watchers = tracker.watchers()
         await asyncio.sleep(0.5)
         sem = asyncio.Semaphore(concurrency)
         lag: list[float] = []
