@@ -35,7 +35,7 @@ import heapq
 import logging
 import time
 from collections import defaultdict
-from collections.abc import Callable, Coroutine, Iterator, Mapping
+from collections.abc import Callable, Coroutine, Iterator, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -84,9 +84,6 @@ QUOTA_READ_INTERVAL_SECONDS = 0.5
 COLLECTOR_PAUSE_SECONDS = 120.0
 """The longest the start-up's lists run without the cyclic collector (see ``CollectorPause``)."""
 RETRY_SECONDS = 1.0
-QUOTA_LAG_RETRY_SECONDS = (0.05, 0.1)
-"""The waits before creating again what the quota admission refused on its lagging copy of the quota (see
-``_create_retrying``); then the core's backoff takes over (``CycleSettings.quota_refusal_retry_seconds``)."""
 TENANT_STATUS_INTERVAL = 2.0
 INFO_WRITES_PER_SECOND = 2.0
 """Informational waiting-status writes (positions, estimates) per second, for the whole queue."""
@@ -638,6 +635,7 @@ class Scheduler:
         store = self.state.jobs if workload.kind == "Job" else self.state.pods
         try:
             created = await _create_retrying(client, resource, workload.body, namespace,
+                                             lag_waits=self.cycle.quota_lag_retry_seconds,
                                              on_quota_retry=self.state.metrics.quota_lag_retries.inc)
         except ApiError as error:
             if not error.already_exists:
@@ -829,18 +827,18 @@ class Scheduler:
                 self.tenant_status_written[name] = mono
 
 
-async def _create_retrying(client: Any, resource: Any, body: Obj, namespace: str, attempts: int = 5,
-                           on_quota_retry: Callable[[], None] | None = None) -> Obj:
+async def _create_retrying(client: Any, resource: Any, body: Obj, namespace: str, attempts: int = 5, *,
+                           lag_waits: Sequence[float] = (), on_quota_retry: Callable[[], None] | None = None) -> Obj:
     """Create, retrying at once what the apiserver's quota admission refused only for a moment.
 
     * A 409 Conflict: the quota admission updates the namespace's ResourceQuota for every Job and pod it
       admits, and two admissions at the same moment conflict.
-    * A 403 "exceeded quota" (``QUOTA_LAG_RETRY_SECONDS``): the operator admits only what the newest quota
-      report it watched has room for, but the admission checks its own informer's copy of the quota, which can
-      lag that report by some milliseconds, and refuses on it (``quotaAccessor.GetQuotas`` in k8s.io/apiserver;
-      seen on kube-apiserver 1.36 with bare pods: refused at "used 20" 20 ms after the operator saw the quota
-      controller's report of 15).  A refusal that outlasts these retries is a real one: the caller's backoff
-      and its Event follow.
+    * A 403 "exceeded quota", after each of ``lag_waits`` (``CycleSettings.quota_lag_retry_seconds``): the
+      operator admits only what the newest quota report it watched has room for, but the admission checks its
+      own informer's copy of the quota, which can lag that report by some milliseconds, and refuses on it
+      (``quotaAccessor.GetQuotas`` in k8s.io/apiserver; seen on kube-apiserver 1.36 with bare pods: refused at
+      "used 20" 20 ms after the operator saw the quota controller's report of 15).  A refusal that outlasts
+      these retries is a real one: the caller's backoff and its Event follow.
     """
     conflicts = refusals = 0
     while True:
@@ -851,10 +849,10 @@ async def _create_retrying(client: Any, resource: Any, body: Obj, namespace: str
                 await asyncio.sleep(0.01 * 2 ** conflicts)
                 conflicts += 1
                 continue
-            if is_quota_refusal(error.status, error.message) and refusals < len(QUOTA_LAG_RETRY_SECONDS):
+            if is_quota_refusal(error.status, error.message) and refusals < len(lag_waits):
                 if on_quota_retry is not None:
                     on_quota_retry()
-                await asyncio.sleep(QUOTA_LAG_RETRY_SECONDS[refusals])
+                await asyncio.sleep(lag_waits[refusals])
                 refusals += 1
                 continue
             raise

@@ -97,13 +97,17 @@ class CycleSettings:
     """The wait after a Job create failed the first time; it doubles with every further failure."""
     create_backoff_max_seconds: float = 30.0
     """The longest wait between two Job creates of one Task (transient errors are retried for ever)."""
+    quota_lag_retry_seconds: tuple[float, ...] = (0.05, 0.1)
+    """The waits before a Job or pod create the quota admission refused is sent again at once, within the same
+    admission (see ``quota_refusal_retry_seconds`` for why such a refusal is often only the admission's lag);
+    only a refusal that outlasts them counts as a failed create."""
     quota_refusal_retry_seconds: float = 0.2
     """The wait after the apiserver's quota admission refused a Task's first create (later refusals wait as any
     failure does).  Short, because the operator admits only what the newest quota report has room for, and the
     admission checks its own cached copy of the quota: that copy can lag a moment behind the quota controller's
     recount, and the admission refuses on it without trying the write that would have shown it stale (seen on
-    kube-apiserver 1.36: refused at "used 20" while the stored quota said 16).  The operator's create has tried
-    again twice within 150 ms before it reports the failure, so this wait is the third try.  A refusal after it
+    kube-apiserver 1.36: refused at "used 20" while the stored quota said 16).  The create has been sent again
+    after each of ``quota_lag_retry_seconds`` before it failed, so this wait comes after those.  A refusal after it
     means the quota is really full (or limits something kubetask does not count), so the usual backoff
     follows."""
     unreported_grace_seconds: float = 10.0

@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
+from kubetask.core.cycle import CycleSettings
 from kubetask.kube.client import PODS, ApiError
-from kubetask.operator import scheduler
 from kubetask.operator.scheduler import _create_retrying
 
 QUOTA_REFUSAL = ('pods "small-266-1" is forbidden: exceeded quota: kubetask-quota, requested: '
@@ -30,15 +30,18 @@ class Answers:
         return {**body, "metadata": {**body["metadata"], "uid": "u-1"}}
 
 
-@pytest.fixture(autouse=True)
-def no_waiting(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(scheduler, "QUOTA_LAG_RETRY_SECONDS", (0.0, 0.0))
+LAG_WAITS = (0.0, 0.0)  # as many retries as CycleSettings.quota_lag_retry_seconds, without the waiting
+
+
+def test_the_lag_retries_are_the_core_s_two() -> None:
+    assert len(CycleSettings().quota_lag_retry_seconds) == len(LAG_WAITS)
 
 
 def test_a_refusal_on_the_admission_s_lagging_quota_is_created_on_the_next_try() -> None:
     client = Answers(ApiError(403, QUOTA_REFUSAL))
     retried: list[int] = []
-    created = asyncio.run(_create_retrying(client, PODS, BODY, "kubetask-t", on_quota_retry=lambda: retried.append(1)))
+    created = asyncio.run(_create_retrying(client, PODS, BODY, "kubetask-t", lag_waits=LAG_WAITS,
+                                     on_quota_retry=lambda: retried.append(1)))
     assert created["metadata"]["uid"] == "u-1"
     assert client.calls == 2
     assert retried == [1]
@@ -48,9 +51,10 @@ def test_a_refusal_that_outlasts_the_retries_reaches_the_caller() -> None:
     client = Answers(*(ApiError(403, QUOTA_REFUSAL) for _ in range(3)))
     retried: list[int] = []
     with pytest.raises(ApiError) as refused:
-        asyncio.run(_create_retrying(client, PODS, BODY, "kubetask-t", on_quota_retry=lambda: retried.append(1)))
+        asyncio.run(_create_retrying(client, PODS, BODY, "kubetask-t", lag_waits=LAG_WAITS,
+                                     on_quota_retry=lambda: retried.append(1)))
     assert "exceeded quota" in refused.value.message
-    assert client.calls == 3  # the first try and the two retries of QUOTA_LAG_RETRY_SECONDS
+    assert client.calls == 3  # the first try and the two lag retries
     assert len(retried) == 2
 
 
@@ -58,7 +62,7 @@ def test_other_refusals_are_not_tried_again() -> None:
     client = Answers(ApiError(403, 'pods "x" is forbidden: User "system:serviceaccount" cannot create'),
                      ApiError(403, QUOTA_REFUSAL))
     with pytest.raises(ApiError) as refused:
-        asyncio.run(_create_retrying(client, PODS, BODY, "kubetask-t"))
+        asyncio.run(_create_retrying(client, PODS, BODY, "kubetask-t", lag_waits=LAG_WAITS))
     assert "cannot create" in refused.value.message
     assert client.calls == 1
 
@@ -66,7 +70,7 @@ def test_other_refusals_are_not_tried_again() -> None:
 def test_conflicts_and_quota_refusals_have_their_own_retries() -> None:
     client = Answers(ApiError(409, "the object has been modified"), ApiError(403, QUOTA_REFUSAL),
                      ApiError(409, "the object has been modified"))
-    created = asyncio.run(_create_retrying(client, PODS, BODY, "kubetask-t"))
+    created = asyncio.run(_create_retrying(client, PODS, BODY, "kubetask-t", lag_waits=LAG_WAITS))
     assert created["metadata"]["name"] == "small-266-1"
     assert client.calls == 4
 
@@ -74,6 +78,6 @@ def test_conflicts_and_quota_refusals_have_their_own_retries() -> None:
 def test_an_existing_object_is_the_caller_s_to_settle() -> None:
     client = Answers(ApiError(409, {"reason": "AlreadyExists", "message": 'pods "small-266-1" already exists'}))
     with pytest.raises(ApiError) as exists:
-        asyncio.run(_create_retrying(client, PODS, BODY, "kubetask-t"))
+        asyncio.run(_create_retrying(client, PODS, BODY, "kubetask-t", lag_waits=LAG_WAITS))
     assert exists.value.already_exists
     assert client.calls == 1
