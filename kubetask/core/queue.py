@@ -284,10 +284,14 @@ def _capacity_message(nodes: Sequence[NodeInfo], task: QueuedTask, cpu_on_gpu_no
                           f"memory free")
 
 
+def _pool_kind(demand: Demand) -> str:
+    """The kind of :func:`_pool` alone (the estimates replay a queue per kind, any GPU type)."""
+    return "gpu" if demand.gpus > 0 else "cpu"
+
+
 def _pool(task: QueuedTask | RunningTask) -> tuple[str, str]:
-    if task.demand.gpus > 0:
-        return ("gpu", task.demand.gpu_type or "*")
-    return ("cpu", "*")
+    kind = _pool_kind(task.demand)
+    return kind, (task.demand.gpu_type or "*") if kind == "gpu" else "*"
 
 
 def _pools_overlap(a: tuple[str, str], b: tuple[str, str]) -> bool:
@@ -540,10 +544,10 @@ def _positions_and_estimates(decision: Decision, considered: Sequence[QueuedTask
     tasks in the same resource pool: each waiting task takes the earliest
     slot to free up and holds it for its own expected duration.
     """
-    slots: dict[tuple[str, str], list[datetime]] = defaultdict(list)
+    slots: dict[str, list[datetime]] = defaultdict(list)
     for held in running:
         end = held.expected_end or now + timedelta(seconds=DEFAULT_DURATION_SECONDS)
-        slots[_pool(held)[0], "*"].append(max(end, now))
+        slots[_pool_kind(held.demand)].append(max(end, now))
     for heap in slots.values():
         heapq.heapify(heap)
     positions: dict[str, int] = defaultdict(int)
@@ -556,7 +560,7 @@ def _positions_and_estimates(decision: Decision, considered: Sequence[QueuedTask
         waiting.position = positions[task.queue]
         if waiting.reason == "Unsatisfiable":
             continue
-        free_at = slots.get(("gpu" if task.demand.gpus > 0 else "cpu", "*"))
+        free_at = slots.get(_pool_kind(task.demand))
         if not free_at:
             continue
         start = max(now, free_at[0])
