@@ -19,13 +19,11 @@ import time
 from datetime import UTC, datetime, timedelta
 
 from _support import result
+from scale_baseline import GPU, GPUS_PER_NODE, QUOTA, SHAPE
 
 from kubetask.core.queue import QueuedTask, Quota, RunningTask, decide
 from kubetask.core.scheduling import MILLI, Demand, NodeInfo
 
-GPU = "nvidia.com/gpu"
-QUOTA = 20
-SHAPE = ((350, 1, 2), (100, 5, 5), (50, 20, 10))  # (count, GPUs, priority), as bench/scale_baseline.py
 SMALL_POD = {"cpu": 10, "memory": 16 * 2**20 * MILLI}
 
 
@@ -40,15 +38,15 @@ def queue_of(tenants: int, now: datetime) -> tuple[list[QueuedTask], list[Runnin
         running += [RunningTask(namespace, f"running-{i}", tenant, "default", Demand(gpus=MILLI, **SMALL_POD),
                                 node_name="gpu-1", in_quota=True) for i in range(QUOTA - 2)]
         order = 0
-        for count, gpus, priority in SHAPE:
+        for _, count, gpus, _, _, priority in SHAPE:
             for i in range(count):
                 order += 1
                 queued.append(QueuedTask(namespace, f"task-{gpus}-{i}", tenant, "default", priority,
                                          now - timedelta(seconds=600 - order * 0.1),
                                          Demand(gpus=gpus * MILLI, **SMALL_POD)))
-    nodes = [NodeInfo(f"gpu-{n}", allocatable={"gpus": 24 * MILLI, "cpu": 1000 * MILLI, "memory": 4000 * 2**30 * MILLI},
-                      is_gpu_node=True, gpu_product="A100")
-             for n in range(1, max(1, math.ceil(QUOTA * tenants / 24)) + 1)]
+    nodes = [NodeInfo(f"gpu-{n}", allocatable={"gpus": GPUS_PER_NODE * MILLI, "cpu": 1000 * MILLI,
+                                                "memory": 4000 * 2**30 * MILLI}, is_gpu_node=True, gpu_product="A100")
+             for n in range(1, max(1, math.ceil(QUOTA * tenants / GPUS_PER_NODE)) + 1)]
     return queued, running, nodes, quotas
 
 
